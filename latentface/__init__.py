@@ -1,0 +1,25 @@
+"""latentface: LatentFace facial representations (3D factors; identity and expression) for PyTorch."""
+
+__version__ = "0.1.0.dev0"
+
+from latentface.config import LatentFaceConfig, PreprocessConfig
+from latentface.errors import CheckpointError, InvalidImageError, LatentFaceError, WeightsError
+from latentface.hub import list_pretrained
+from latentface.model import LatentFace
+from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
+
+__all__ = [
+    "CheckpointError",
+    "Disentangled",
+    "FaceCodes",
+    "InvalidImageError",
+    "LatentFace",
+    "LatentFaceConfig",
+    "LatentFaceError",
+    "Latents",
+    "PreprocessConfig",
+    "Rendering",
+    "WeightsError",
+    "__version__",
+    "list_pretrained",
+]

@@ -1,0 +1,7 @@
+"""``python -m latentface``: the command line."""
+
+import sys
+
+from latentface.cli import main
+
+sys.exit(main())

@@ -1,0 +1,276 @@
+"""`LatentFace`: the public model — encode, disentangle, render, features, and weight I/O."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from latentface import hub
+from latentface.card import model_card
+from latentface.config import LatentFaceConfig
+from latentface.diffusion import NoiseSchedule, sample
+from latentface.errors import WeightsError
+from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEncoder
+from latentface.nets.rdm import ConditionalDenoiser
+from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
+from latentface.preprocess import Images, to_batch
+from latentface.render import canonical_depth, light_direction, normals_from_depth, shade
+
+PROTOCOLS = ("fer", "verification")
+
+
+def _rescale(x: Tensor, lo: float, hi: float) -> Tensor:
+    """Map [-1, 1] to [lo, hi]."""
+    return (1 + x) / 2 * hi + (1 - x) / 2 * lo
+
+
+class LatentFace(nn.Module):
+    """LatentFace model: Stage-1 3D-aware autoencoder plus the Stage-2 representation diffusion model.
+
+    Args:
+        config: the architecture and constants; defaults to the released model's.
+
+    Example:
+        >>> model = LatentFace.from_pretrained("path/to/weights")  # doctest: +SKIP
+        >>> feats = model.features(images, protocol="fer")  # (B, 1024)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: LatentFaceConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or LatentFaceConfig()
+        self.config = cfg
+        nf, zdim, r = cfg.ae_width, cfg.latent_dim, cfg.repeat
+        self.albedo_net = EncoderDecoder(3, 3, nf, zdim, r, activation=nn.Tanh)
+        self.depth_net = EncoderDecoder(3, 1, nf, zdim, r, activation=None)
+        self.light_net = PlainEncoder(3, 4, cfg.light_pose_width, r)
+        self.view_net = PlainEncoder(3, 6, cfg.light_pose_width, r)
+        self.confidence_net = ConfidenceNet(3, nf, cfg.confidence_latent_dim, r)
+        self.albedo_rdm: ConditionalDenoiser | None = None
+        self.depth_rdm: ConditionalDenoiser | None = None
+        if cfg.rdm_width is not None:
+            self.albedo_rdm = ConditionalDenoiser(zdim, cfg.rdm_width, cfg.rdm_layers_per_block, cfg.rdm_norm_groups)
+            self.depth_rdm = ConditionalDenoiser(zdim, cfg.rdm_width, cfg.rdm_layers_per_block, cfg.rdm_norm_groups)
+        self.schedule = NoiseSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
+        self.model_card: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.albedo_net.decoder[0].weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters."""
+        return self.albedo_net.decoder[0].weight.dtype
+
+    def num_features(self, protocol: str = "fer") -> int:
+        """Size of `features` for `protocol`: 4 latents (fer), twice that with the flipped image (verification)."""
+        return 4 * self.config.latent_dim * (2 if protocol == "verification" else 1)
+
+    def preprocess(self, images: Images) -> Tensor:
+        """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`)."""
+        pp = self.config.preprocess
+        batch = to_batch(images, self.config.image_size, pp.resample, pp.resize_mode)
+        return batch.to(self.device, self.dtype)
+
+    def _as_input(self, images: Images) -> Tensor:
+        return self.preprocess(images) * 2 - 1
+
+    def encode(self, images: Images) -> FaceCodes:
+        """Stage-1 codes of face images.
+
+        Args:
+            images: PIL images, numpy HWC arrays, tensors (B)CHW in [0, 1], file paths, or lists of these.
+
+        Returns:
+            `FaceCodes` with texture and shape latents (B, 256), light (B, 4) and pose (B, 6).
+        """
+        x = self._as_input(images)
+        return FaceCodes(
+            albedo=self.albedo_net.forward_features(x),
+            depth=self.depth_net.forward_features(x),
+            light=self.light_net(x),
+            view=self.view_net(x),
+        )
+
+    def _noise(self, like: Tensor, generator: torch.Generator | None) -> Tensor:
+        device = generator.device if generator is not None else torch.device("cpu")
+        return torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+    def disentangle(
+        self,
+        codes: FaceCodes | Latents,
+        *,
+        noise: Latents | None = None,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+    ) -> Disentangled:
+        """Split texture and shape latents into identity (RDM sample) and expression (the rest).
+
+        Args:
+            codes: output of `encode` (or `Latents`).
+            noise: explicit start noise for both denoisers; drawn when omitted (texture first, then shape).
+            generator: random source for the start noise; the global CPU generator when omitted.
+            steps: DDIM steps (default from the config, 5).
+            sampler: ``"official"`` (released behaviour) or ``"ddim"`` (textbook); default from the config.
+
+        Returns:
+            `Disentangled` with ``identity`` and ``expression`` `Latents`.
+        """
+        if self.albedo_rdm is None or self.depth_rdm is None:
+            raise WeightsError("these weights have no RDM (Stage 2): disentangle and features are unavailable")
+        cfg = self.config
+        steps = cfg.sampling_steps if steps is None else steps
+        sampler = cfg.sampler if sampler is None else sampler
+        if noise is None:
+            noise = Latents(albedo=self._noise(codes.albedo, generator), depth=self._noise(codes.depth, generator))
+        elif noise.albedo.shape != codes.albedo.shape or noise.depth.shape != codes.depth.shape:
+            raise ValueError(
+                f"noise shapes {tuple(noise.albedo.shape)}/{tuple(noise.depth.shape)} do not match the latents "
+                f"{tuple(codes.albedo.shape)}/{tuple(codes.depth.shape)}"
+            )
+        identity = {}
+        for name, rdm in (("albedo", self.albedo_rdm), ("depth", self.depth_rdm)):
+            z = getattr(codes, name)
+            start = getattr(noise, name).to(z.device, z.dtype)
+            identity[name] = sample(lambda x_t, t, z=z, rdm=rdm: rdm(x_t, z, t), start, self.schedule, steps, sampler,
+                                    cfg.clip_sample)
+        ident = Latents(**identity)
+        return Disentangled(identity=ident, expression=Latents(albedo=codes.albedo - ident.albedo,
+                                                               depth=codes.depth - ident.depth))
+
+    def render(self, codes: FaceCodes) -> Rendering:
+        """Canonical-view maps decoded from the codes (differentiable).
+
+        Returns:
+            `Rendering` with albedo, canonical depth and normals, shading under the code's light, and the
+            canonical image ``albedo * shading``.
+        """
+        cfg = self.config
+        albedo = self.albedo_net.decode(codes.albedo) / 2 + 0.5
+        depth = canonical_depth(
+            self.depth_net.decode(codes.depth)[:, 0], cfg.min_depth, cfg.max_depth, cfg.resolved_border_depth,
+            cfg.border_columns,
+        )
+        normal = normals_from_depth(depth, cfg.fov)
+        light = codes.light
+        shading = shade(
+            normal,
+            _rescale(light[:, 0], cfg.min_ambient, cfg.max_ambient),
+            _rescale(light[:, 1], cfg.min_diffuse, cfg.max_diffuse),
+            light_direction(light[:, 2:4]),
+        )
+        return Rendering(
+            albedo=albedo,
+            canonical_depth=depth,
+            canonical_normal=normal.permute(0, 3, 1, 2),
+            shading=shading,
+            canonical_image=albedo * shading,
+        )
+
+    def _latents(self, x: Tensor) -> Latents:
+        return Latents(albedo=self.albedo_net.forward_features(x), depth=self.depth_net.forward_features(x))
+
+    def _released_feature(self, x: Tensor, protocol: str, generator: torch.Generator | None, steps: int | None,
+                          sampler: str | None) -> Tensor:
+        z = self._latents(x)
+        parts = self.disentangle(z, generator=generator, steps=steps, sampler=sampler)
+        if protocol == "fer":
+            return torch.cat([parts.expression.albedo, z.albedo, parts.expression.depth, z.depth], dim=1)
+        return torch.cat([parts.identity.albedo, z.albedo, parts.identity.depth, z.depth], dim=1)
+
+    @torch.no_grad()
+    def features(
+        self,
+        images: Images,
+        protocol: str = "fer",
+        *,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+    ) -> Tensor:
+        """The paper's downstream features, as released.
+
+        ``"fer"`` (B, 1024): [texture expression, texture, shape expression, shape].
+        ``"verification"`` (B, 2048): [texture identity, texture, shape identity, shape] of the image, then the
+        same for its horizontal flip.
+
+        Args:
+            images: any input accepted by `encode`.
+            protocol: ``"fer"`` or ``"verification"``.
+            generator: random source of the RDM start noise (same generator state, same features).
+            steps: DDIM steps (default from the config).
+            sampler: ``"official"`` or ``"ddim"`` (default from the config).
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        x = self._as_input(images)
+        feats = self._released_feature(x, protocol, generator, steps, sampler)
+        if protocol == "verification":
+            flipped = self._released_feature(torch.flip(x, dims=[3]), protocol, generator, steps, sampler)
+            feats = torch.cat([feats, flipped], dim=1)
+        return feats
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        device: torch.device | str | None = None,
+    ) -> LatentFace:
+        """Load weights by built-in name, local folder, or Hub id ``[hf-hub:]org/name[@revision]``.
+
+        Args:
+            name_or_path: what to load (see `latentface.hub.resolve`).
+            revision: Hub branch, tag or commit (also accepted as ``@revision`` in the name).
+            cache_dir: Hub cache folder (default: huggingface_hub's).
+            local_files_only: never touch the network; use the Hub cache only.
+            device: where to put the model (default CPU).
+
+        Returns:
+            The model in eval mode.
+
+        Raises:
+            WeightsError: the weights cannot be found or do not match the configuration (names the tensor).
+        """
+        folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        model = cls(hub.load_config(folder))
+        hub.load_weights(model, folder)
+        model.model_card = hub.read_card(folder)
+        return model.eval().to(device or "cpu")
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *, model_card_text: str | None = None) -> None:
+        """Write ``config.json``, ``model.safetensors`` and ``README.md`` (each atomically) to a folder.
+
+        Args:
+            save_directory: target folder (created if needed).
+            model_card_text: card to write; default: the card the weights were loaded with, else a new one.
+        """
+        card = model_card_text or self.model_card or model_card(self.config)
+        hub.save_folder(self, self.config, save_directory, card)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload LatentFace weights",
+    ) -> Any:
+        """Upload the weights folder to a Hub model repository (created if missing); returns the commit info."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message)

@@ -1,0 +1,158 @@
+"""Turning user images into the network's input batch: reading, checking, converting and resizing.
+
+Accepted inputs: a PIL image, a file path (`str` or `os.PathLike`), a numpy array HxW or HxWxC (uint8,
+uint16 or float in [0, 1]), a torch tensor CxHxW or BxCxHxW (float in [0, 1] or uint8), or a list/tuple of
+these. Grayscale is repeated to RGB, an alpha channel is dropped. Every problem raises `InvalidImageError`
+naming the offending input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from latentface.errors import InvalidImageError
+
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+Images = Union[ImageInput, Sequence[ImageInput]]
+
+_FLOAT_TOLERANCE = 1e-4
+
+
+def _describe(index: int, item: Any) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return f"input {index} ({os.fspath(item)!r})"
+    shape = getattr(item, "shape", None) or getattr(item, "size", None)
+    return f"input {index} ({type(item).__module__}.{type(item).__name__}, shape/size {tuple(shape) if shape else '?'})"
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file, apply its EXIF orientation and decode it fully (errors surface here)."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im.load()
+    return im
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """RGB uint8 for ordinary modes; float32 in [0, 1] for 16-bit and 32-bit integer modes."""
+    if im.mode.startswith("I;16"):
+        return np.asarray(im).astype(np.float32) / 65535.0
+    if im.mode == "I":
+        arr = np.asarray(im).astype(np.float32)
+        return arr / (65535.0 if arr.max(initial=0) > 255 else 255.0)
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def _array_to_chw(arr: np.ndarray, name: str) -> torch.Tensor:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InvalidImageError(f"{name}: expected a numpy array HxW or HxWxC with C in (1, 3, 4), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        data = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        data = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        data = arr.astype(np.float32)
+    else:
+        raise InvalidImageError(f"{name}: unsupported numpy dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
+    return torch.from_numpy(np.ascontiguousarray(data)).permute(2, 0, 1)
+
+
+def _check_float(chw: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.isfinite(chw).all():
+        raise InvalidImageError(f"{name}: contains NaN or Inf values")
+    lo, hi = chw.min().item(), chw.max().item()
+    if lo < -_FLOAT_TOLERANCE or hi > 1 + _FLOAT_TOLERANCE:
+        raise InvalidImageError(
+            f"{name}: float values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]"
+            " (divide uint8 data by 255; map [-1, 1] data with x / 2 + 0.5)"
+        )
+    return chw.clamp(0, 1)
+
+
+def _to_rgb(chw: torch.Tensor, name: str) -> torch.Tensor:
+    channels = chw.shape[0]
+    if channels == 1:
+        return chw.expand(3, -1, -1)
+    if channels in (3, 4):
+        return chw[:3]
+    raise InvalidImageError(f"{name}: expected 1, 3 or 4 channels, got {channels}")
+
+
+def _tensor_images(t: torch.Tensor, name: str) -> list[torch.Tensor]:
+    if t.ndim == 3:
+        t = t[None]
+    if t.ndim != 4:
+        raise InvalidImageError(f"{name}: expected a tensor CxHxW or BxCxHxW, got shape {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif not t.is_floating_point():
+        raise InvalidImageError(f"{name}: unsupported tensor dtype {t.dtype}; use float in [0, 1] or uint8")
+    t = t.detach().to("cpu", torch.float32)
+    return [_to_rgb(_check_float(im, name), name) for im in t]
+
+
+def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
+    if isinstance(item, torch.Tensor):
+        return _tensor_images(item, name)
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            item = read_image(item)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise InvalidImageError(f"{name}: cannot read image: {err}") from err
+    if isinstance(item, Image.Image):
+        item = _pil_to_array(item)
+    if isinstance(item, np.ndarray):
+        chw = _array_to_chw(item, name)
+        return [_to_rgb(_check_float(chw, name), name)]
+    raise InvalidImageError(
+        f"{name}: unsupported type {type(item).__name__}; expected a PIL image, numpy array, torch tensor or file path"
+    )
+
+
+def resize_square(chw: torch.Tensor, size: int, resample: str = "bilinear", resize_mode: str = "stretch") -> torch.Tensor:
+    """Resize one image (3, H, W) to (3, size, size), antialiased when shrinking.
+
+    Args:
+        chw: image in [0, 1].
+        size: output side.
+        resample: ``"bilinear"`` or ``"bicubic"``.
+        resize_mode: ``"stretch"`` (ignore aspect ratio) or ``"center_crop"`` (largest centred square first).
+    """
+    _, h, w = chw.shape
+    if resize_mode == "center_crop" and h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        chw = chw[:, top : top + side, left : left + side]
+        h = w = side
+    if (h, w) == (size, size):
+        return chw
+    out = F.interpolate(chw[None], size=(size, size), mode=resample, align_corners=False, antialias=True)[0]
+    return out.clamp(0, 1)
+
+
+def to_batch(images: Images, size: int, resample: str = "bilinear", resize_mode: str = "stretch") -> torch.Tensor:
+    """Convert any accepted input to one float32 batch (B, 3, size, size) in [0, 1] on the CPU.
+
+    Raises:
+        InvalidImageError: naming the first bad input (its index, path or type and shape).
+    """
+    items: Sequence[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise InvalidImageError("no images given: the input list is empty")
+    batch: list[torch.Tensor] = []
+    for index, item in enumerate(items):
+        name = _describe(index, item)
+        for chw in _single(item, name):
+            if min(chw.shape[1:]) < 1:
+                raise InvalidImageError(f"{name}: image has no pixels (shape {tuple(chw.shape)})")
+            batch.append(resize_square(chw, size, resample, resize_mode))
+    return torch.stack(batch)
