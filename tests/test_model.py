@@ -1,0 +1,174 @@
+"""The public LatentFace API: encode, disentangle, render, features; determinism and released definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentface import Disentangled, FaceCodes, LatentFace, Latents, Rendering, WeightsError
+from latentface.render import canonical_depth, normals_from_depth
+
+from conftest import seeded_model, tiny_config
+
+
+def test_encode_shapes_and_ranges(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    assert isinstance(codes, FaceCodes) and len(codes) == 4
+    assert codes.albedo.shape == codes.depth.shape == (4, 32)
+    assert codes.light.shape == (4, 4) and codes.view.shape == (4, 6)
+    assert (codes.albedo >= 0).all() and (codes.depth >= 0).all()
+    assert codes.light.abs().max() <= 1 and codes.view.abs().max() <= 1
+
+
+def test_encode_uses_x_times_2_minus_1(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    torch.testing.assert_close(codes.albedo, tiny_model.albedo_net.encoder(images * 2 - 1).flatten(1))
+    torch.testing.assert_close(codes.view, tiny_model.view_net(images * 2 - 1))
+
+
+def test_same_generator_same_result(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    a = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(5))
+    b = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(5))
+    c = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a.identity.albedo, b.identity.albedo) and torch.equal(a.identity.depth, b.identity.depth)
+    assert not torch.equal(a.identity.albedo, c.identity.albedo)
+    f1 = tiny_model.features(images, "fer", generator=torch.Generator().manual_seed(1))
+    f2 = tiny_model.features(images, "fer", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(f1, f2)
+
+
+def test_explicit_noise_equals_generator_draw_order(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    gen = torch.Generator().manual_seed(9)
+    noise = Latents(albedo=torch.randn(4, 32, generator=gen), depth=torch.randn(4, 32, generator=gen))
+    by_noise = tiny_model.disentangle(codes, noise=noise)
+    by_gen = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(by_noise.identity.albedo, by_gen.identity.albedo)
+    assert torch.equal(by_noise.identity.depth, by_gen.identity.depth)
+    with pytest.raises(ValueError, match="noise shapes"):
+        tiny_model.disentangle(codes, noise=noise[:2])
+
+
+def test_identity_plus_expression_is_the_latent(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
+    assert isinstance(parts, Disentangled)
+    torch.testing.assert_close(parts.identity.albedo + parts.expression.albedo, codes.albedo)
+    torch.testing.assert_close(parts.identity.depth + parts.expression.depth, codes.depth)
+    assert parts.identity.albedo.abs().max() <= 1.0  # official sampler ends with clamp(x0, -1, 1)
+
+
+@pytest.mark.parametrize("steps,sampler", [(1, "official"), (10, "ddim"), (5, "ddim")])
+def test_steps_and_sampler_options_change_results(tiny_model: LatentFace, images: torch.Tensor, steps: int, sampler: str) -> None:
+    codes = tiny_model.encode(images)
+    default = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
+    other = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0), steps=steps, sampler=sampler)
+    assert other.identity.albedo.shape == default.identity.albedo.shape
+    assert not torch.allclose(other.identity.albedo, default.identity.albedo)
+
+
+def test_fer_features_released_definition(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    feats = tiny_model.features(images, "fer", generator=torch.Generator().manual_seed(2))
+    assert feats.shape == (4, tiny_model.num_features("fer")) == (4, 128)
+    codes = tiny_model.encode(images)
+    parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(2))
+    expected = torch.cat([parts.expression.albedo, codes.albedo, parts.expression.depth, codes.depth], 1)
+    torch.testing.assert_close(feats, expected)
+
+
+def test_verification_features_released_definition(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    feats = tiny_model.features(images, "verification", generator=torch.Generator().manual_seed(3))
+    assert feats.shape == (4, tiny_model.num_features("verification")) == (4, 256)
+    gen = torch.Generator().manual_seed(3)
+    halves = []
+    for x in (images, torch.flip(images, dims=[3])):
+        codes = tiny_model.encode(x)
+        ident = tiny_model.disentangle(codes, generator=gen).identity
+        halves.append(torch.cat([ident.albedo, codes.albedo, ident.depth, codes.depth], 1))
+    torch.testing.assert_close(feats, torch.cat(halves, 1))
+
+
+def test_features_rejects_unknown_protocol(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="protocol"):
+        tiny_model.features(images, "age")
+
+
+def test_stage1_only_model_cannot_disentangle(images: torch.Tensor) -> None:
+    model = seeded_model(tiny_config(rdm_width=None))
+    with pytest.raises(WeightsError, match="no RDM"):
+        model.features(images)
+    assert model.encode(images).albedo.shape == (4, 32)
+
+
+def test_render_canonical_maps(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    cfg = tiny_model.config
+    codes = tiny_model.encode(images)
+    out = tiny_model.render(codes)
+    assert isinstance(out, Rendering)
+    assert out.albedo.shape == out.canonical_image.shape == (4, 3, 64, 64)
+    assert out.canonical_depth.shape == (4, 64, 64) and out.shading.shape == (4, 1, 64, 64)
+    assert 0 <= out.albedo.min() and out.albedo.max() <= 1
+    depth = out.canonical_depth
+    assert depth.min() >= cfg.min_depth - 1e-6 and depth.max() <= cfg.max_depth + 1e-6
+    for cols in (slice(0, 2), slice(-2, None)):
+        torch.testing.assert_close(depth[:, :, cols], torch.full_like(depth[:, :, cols], 1.04))
+    # Unit length up to Unsup3D's epsilon in the normalisation (the cross products are ~1e-4 long).
+    torch.testing.assert_close(out.canonical_normal.norm(dim=1), torch.ones(4, 64, 64), atol=1e-2, rtol=0)
+    torch.testing.assert_close(out.canonical_image, out.albedo * out.shading)
+    # Shading = ambient + diffuse * max(0, <n, l>) with ambient = l0/2+0.5, diffuse = l1/2+0.5.
+    light = codes.light
+    direction = torch.cat([light[:, 2:], torch.ones(4, 1)], 1)
+    direction = direction / direction.norm(dim=1, keepdim=True)
+    cos = (out.canonical_normal * direction[:, :, None, None]).sum(1).clamp(min=0)
+    expected = (light[:, 0, None, None] / 2 + 0.5) + (light[:, 1, None, None] / 2 + 0.5) * cos
+    torch.testing.assert_close(out.shading[:, 0], expected)
+
+
+def test_render_is_differentiable(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    latent = codes.albedo.detach().requires_grad_()
+    depth_latent = codes.depth.detach().requires_grad_()
+    out = tiny_model.render(FaceCodes(albedo=latent, depth=depth_latent, light=codes.light, view=codes.view))
+    out.canonical_image.mean().backward()
+    assert latent.grad is not None and latent.grad.abs().sum() > 0
+    assert depth_latent.grad is not None and depth_latent.grad.abs().sum() > 0
+
+
+def test_canonical_depth_normalisation() -> None:
+    raw = torch.zeros(1, 8, 8)
+    raw[0, :, 4:] = 100.0
+    d = canonical_depth(raw, 0.9, 1.1, 1.04, 2)
+    torch.testing.assert_close(d[0, :, 2:4], torch.full((8, 2), 0.9), atol=1e-6, rtol=0)  # tanh(-50) = -1
+    torch.testing.assert_close(d[0, :, 4:6], torch.full((8, 2), 1.1), atol=1e-6, rtol=0)
+    assert torch.all(d[0, :, :2] == 1.04) and torch.all(d[0, :, -2:] == 1.04)
+
+
+def test_normals_of_planes() -> None:
+    flat = normals_from_depth(torch.full((1, 16, 16), 1.0, dtype=torch.float64), fov=10.0)
+    # Exact up to Unsup3D's 1e-7 in the normalisation, relative to cross products of length ~3e-5.
+    torch.testing.assert_close(flat, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(1, 16, 16, 3), atol=1e-2, rtol=0)
+    assert torch.all(flat[..., :2] == 0)
+    # A plane z = 1 + 0.5 x in camera space has normal ~ (-0.5, 0, 1) (up to the orientation convention).
+    s = 32
+    f = (s - 1) / 2 / torch.tan(torch.deg2rad(torch.tensor(5.0)))
+    u = torch.arange(s, dtype=torch.float64) - (s - 1) / 2
+    depth = (1.0 / (1 - 0.5 * u / f)).expand(s, s)[None]  # ray-plane intersection of column u
+    n = normals_from_depth(depth, fov=10.0)[0, 1:-1, 1:-1]
+    n = n / n.norm(dim=-1, keepdim=True)
+    expected = torch.tensor([-0.5, 0.0, 1.0], dtype=torch.float64)
+    expected = expected / expected.norm()
+    torch.testing.assert_close(n, expected.expand_as(n), atol=1e-6, rtol=0)
+    border = normals_from_depth(depth, fov=10.0)[0, 0]
+    torch.testing.assert_close(border, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(border), atol=1e-6, rtol=0)
+
+
+def test_result_containers_index_cat_and_move(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
+    joined = FaceCodes.cat([codes[:2], codes[2:]])
+    assert torch.equal(joined.albedo, codes.albedo) and torch.equal(joined.view, codes.view)
+    assert len(parts[1]) == 1 and torch.equal(parts[-1].identity.depth, parts.identity.depth[3:])
+    assert torch.equal(Disentangled.cat([parts[:1], parts[1:]]).expression.albedo, parts.expression.albedo)
+    moved = codes.to(torch.float64).cpu().detach()
+    assert moved.albedo.dtype == torch.float64
