@@ -1,0 +1,171 @@
+"""Weights I/O: local round trip, strict loading, built-in names, Hub ids, and the Hub cache offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from latentface import LatentFace, WeightsError, hub, list_pretrained
+
+from conftest import seeded_model, tiny_config
+
+
+def _save(tmp_path: Path, name: str = "weights") -> tuple[LatentFace, Path]:
+    model = seeded_model(tiny_config(), seed=3)
+    folder = tmp_path / name
+    model.save_pretrained(folder)
+    return model, folder
+
+
+def test_round_trip_local_dir(tmp_path: Path, images: torch.Tensor) -> None:
+    model, folder = _save(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = LatentFace.from_pretrained(folder)
+    assert loaded.config == model.config and not loaded.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(loaded.features(images, generator=gen()), model.features(images, generator=gen()))
+    assert "library_name: latentface" in (folder / "README.md").read_text()
+    # The card travels with the weights through a second save.
+    loaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "README.md").read_text() == (folder / "README.md").read_text()
+
+
+def test_config_records_preprocessing(tmp_path: Path) -> None:
+    model = seeded_model(tiny_config(preprocess={"resize_mode": "center_crop", "resample": "bicubic"}))
+    model.save_pretrained(tmp_path / "w")
+    saved = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert saved["preprocess"] == {"resample": "bicubic", "resize_mode": "center_crop"}
+    assert LatentFace.from_pretrained(tmp_path / "w").config.preprocess.resize_mode == "center_crop"
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda s: s.pop("light_net.0.weight"), r"missing tensors: light_net\.0\.weight"),
+        (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), r"unexpected tensors: extra\.weight"),
+    ],
+)
+def test_strict_loading_names_the_tensor(tmp_path: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]
+    _, folder = _save(tmp_path)
+    state = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    edit(state)
+    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match=match):
+        LatentFace.from_pretrained(folder)
+
+
+def test_misshaped_message_gives_both_shapes(tmp_path: Path) -> None:
+    _, folder = _save(tmp_path)
+    state = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    state["albedo_rdm.input_proj.weight"] = torch.zeros(32, 63)
+    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"albedo_rdm\.input_proj\.weight \(32, 63\) != expected \(32, 64\)"):
+        LatentFace.from_pretrained(folder)
+
+
+def test_corrupt_or_incomplete_folders(tmp_path: Path) -> None:
+    _, folder = _save(tmp_path)
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="cannot read"):
+        LatentFace.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match="lacks model.safetensors"):
+        LatentFace.from_pretrained(folder)
+    _, other = _save(tmp_path, "other")
+    (other / "config.json").write_text(json.dumps({"image_size": 64, "bogus": 1}))
+    with pytest.raises(WeightsError, match="bogus"):
+        LatentFace.from_pretrained(other)
+
+
+def test_unknown_names_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not a local directory, a built-in name"):
+        LatentFace.from_pretrained(str(tmp_path / "nowhere" / "deeper" / "x"))
+    with pytest.raises(WeightsError, match="pins revision"):
+        hub.parse_hub_id("org/model@v1", revision="v2")
+    assert hub.parse_hub_id("hf-hub:org/model@abc") == ("org/model", "abc")
+    assert hub.parse_hub_id("org/model", revision="main") == ("org/model", "main")
+
+
+def test_builtin_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: torch.Tensor) -> None:
+    model, folder = _save(tmp_path / "builtin", "demo-weights")
+    (tmp_path / "builtin" / "incomplete").mkdir()
+    monkeypatch.setattr(hub, "BUILTIN_DIR", tmp_path / "builtin")
+    assert list_pretrained() == ["demo-weights"]
+    monkeypatch.chdir(tmp_path)  # a name, not a path relative to the working directory
+    loaded = LatentFace.from_pretrained("demo-weights")
+    assert torch.equal(loaded.encode(images).albedo, model.encode(images).albedo)
+
+
+def _hub_cache(cache: Path, repo_id: str, commit: str, folder: Path, ref: str = "main") -> None:
+    """Lay out a Hugging Face Hub cache by hand: blobs, refs/<ref> and a snapshot of symlinks."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / ref).write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, name in enumerate(("config.json", "model.safetensors", "README.md")):
+        blob = repo / "blobs" / f"{i:040d}"
+        shutil.copy(folder / name, blob)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+
+
+def test_offline_load_from_hub_cache(tmp_path: Path, images: torch.Tensor) -> None:
+    model, folder = _save(tmp_path)
+    cache = tmp_path / "cache"
+    _hub_cache(cache, "someone/latentface-tiny", "a" * 40, folder)
+    torch.save(images, tmp_path / "images.pt")
+    torch.save(model.encode(images).albedo, tmp_path / "expected.pt")
+    script = f"""
+import torch
+from latentface import LatentFace, WeightsError
+images = torch.load({str(tmp_path / 'images.pt')!r})
+expected = torch.load({str(tmp_path / 'expected.pt')!r})
+for name in ("someone/latentface-tiny", "hf-hub:someone/latentface-tiny@main", "someone/latentface-tiny@{'a' * 40}"):
+    m = LatentFace.from_pretrained(name, cache_dir={str(cache)!r})
+    assert torch.equal(m.encode(images).albedo, expected), name
+try:
+    LatentFace.from_pretrained("someone/not-cached", cache_dir={str(cache)!r})
+except WeightsError as err:
+    print("offline error:", err)
+else:
+    raise SystemExit("an uncached repo loaded offline")
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "offline error: could not get weights 'someone/not-cached'" in result.stdout
+
+
+def test_push_to_hub_uploads_a_loadable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               images: torch.Tensor) -> None:
+    import huggingface_hub
+
+    calls: dict[str, object] = {}
+
+    def create_repo(self, repo_id: str, private: bool | None = None, exist_ok: bool = False):  # type: ignore[no-untyped-def]
+        calls["create"] = (repo_id, private, exist_ok)
+
+    def upload_folder(self, *, repo_id: str, folder_path: str, revision: str | None, commit_message: str):  # type: ignore[no-untyped-def]
+        shutil.copytree(folder_path, tmp_path / "uploaded")
+        calls["upload"] = (repo_id, revision, commit_message)
+        return "commit-info"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    model = seeded_model(tiny_config(), seed=4)
+    assert model.push_to_hub("me/tiny", revision="dev", private=True) == "commit-info"
+    assert calls["create"] == ("me/tiny", True, True)
+    assert calls["upload"] == ("me/tiny", "dev", "Upload LatentFace weights")
+    uploaded = LatentFace.from_pretrained(tmp_path / "uploaded")
+    assert torch.equal(uploaded.encode(images).depth, model.encode(images).depth)
