@@ -94,7 +94,10 @@ def resolve(
         hf_hub_download(repo_id, WEIGHTS_NAME, revision=commit, cache_dir=cache_dir, local_files_only=local_files_only)
     except Exception as err:  # huggingface_hub raises many error types; all mean "could not get the weights"
         where = f"{repo_id}@{revision}" if revision else repo_id
-        raise WeightsError(f"could not get weights {where!r} from the Hub: {type(err).__name__}: {err}") from err
+        raise WeightsError(
+            f"could not get weights {where!r} from the Hub (and there is no local folder {name!r}): "
+            f"{type(err).__name__}: {err}"
+        ) from err
     return _check_folder(config_path.parent)
 
 
