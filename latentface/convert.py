@@ -242,7 +242,9 @@ def convert_checkpoints(
     if unsup3d is None and rdm is None:
         raise CheckpointError("give at least one checkpoint (unsup3d and/or rdm)")
     out = Path(output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CheckpointError(f"output {str(out)!r} exists and is not empty (pass overwrite=True / --overwrite)")
 
     sources: list[str] = []

@@ -1,0 +1,401 @@
+"""Throughput benchmark of LatentFace, with the released code's equivalent as a baseline.
+
+For each device, RDM width and batch size it measures images per second of:
+
+* ``encode``: `LatentFace.encode` (preprocessing, texture/shape/light/pose encoders);
+* ``encode_disentangle``: `encode` followed by `LatentFace.disentangle` (two 5-step RDM samplings);
+* ``features_fer`` and ``features_verification``: `LatentFace.features` for both protocols
+  (verification also runs the horizontally flipped image);
+* ``released_encode_disentangle``: what the official code (``model/model_expr.py``, ``identity_test.py``)
+  does for one feature with the same weights: the full texture and shape encoder-decoders (encoder and
+  decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, 256, 1, 1) tensors
+  driven by ``DDIMScheduler(prediction_type="sample")`` for 5 steps.
+
+Weights are random (speed does not depend on their values). Before timing, each device/width checks once
+that the released equivalent and the native model give the same identity latents for the same start noise
+(against the native ``ddim`` sampler, which current diffusers implements; the ``official`` sampler reproduces
+diffusers 0.14.0, whose x0-prediction step differs) and aborts if they differ by more than 1e-3.
+
+Everything runs under `torch.inference_mode()`; each point is warmed up and then repeated until
+``--min-time`` seconds have passed (at least one call; CUDA is synchronised after every call). The
+markdown table goes to stdout, progress to stderr, and the full results to a JSON file (written atomically).
+
+Needs diffusers (``pip install -e .[dev]``). Examples::
+
+    python benchmarks/speed.py                                # CPU (+ CUDA if available), width 128
+    python benchmarks/speed.py --rdm-widths 128 1024 --device cuda --batch-sizes 1 64 256 1024
+    python benchmarks/speed.py --quick --device cpu --output /tmp/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import latentface
+from latentface import LatentFace, LatentFaceConfig, Latents
+from latentface.convert import rdm_to_diffusers
+
+MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
+"""Timed functions, in table order."""
+CHECK_TOLERANCE = 1e-3
+CHECK_BATCH = 4
+STEPS = 5
+QUICK_BATCH_SIZES = (1, 4)
+QUICK_MIN_TIME = 0.2
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (falls back to `platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(devices: Sequence[torch.device]) -> dict[str, Any]:
+    """Description of this machine and software stack."""
+    import diffusers
+
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "latentface": latentface.__version__,
+        "gpu": None,
+        "cuda": None,
+    }
+    if any(d.type == "cuda" for d in devices):
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+        info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+        info["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
+    return info
+
+
+class Released:
+    """The released code's feature path for the weights of a `LatentFace` model.
+
+    Stage 1 reuses the model's own texture and shape encoder-decoders with their full forward (encoder and
+    decoder, as ``netA(x*2-1)[0]`` runs them); Stage 2 uses diffusers ``UNet2DModel`` denoisers of the released
+    configuration loaded with the model's RDM weights (strict), and ``DDIMScheduler(prediction_type="sample")``.
+    """
+
+    def __init__(self, model: LatentFace) -> None:
+        from diffusers import DDIMScheduler, UNet2DModel
+
+        assert model.albedo_rdm is not None and model.depth_rdm is not None
+        self.model = model
+        width = model.albedo_rdm.width
+        self.unets: list[nn.Module] = []
+        for rdm in (model.albedo_rdm, model.depth_rdm):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                unet = UNet2DModel(
+                    sample_size=1, in_channels=512, out_channels=256, layers_per_block=2, block_out_channels=(width,),
+                    down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",),
+                )
+            unet.load_state_dict(rdm_to_diffusers(rdm.state_dict()), strict=True)
+            self.unets.append(unet.eval().to(model.device, model.dtype))
+        self.scheduler = DDIMScheduler(prediction_type="sample")
+        self.scheduler.set_timesteps(STEPS)
+
+    def to(self, *args: Any, **kwargs: Any) -> Released:
+        """Move or cast the UNets (as `nn.Module.to`); the model is moved by its owner."""
+        self.unets = [u.to(*args, **kwargs) for u in self.unets]
+        return self
+
+    def latents(self, x: Tensor, noise: Sequence[Tensor] | None = None,
+                use_clipped_model_output: bool = False) -> list[tuple[Tensor, Tensor]]:
+        """(code, identity) for texture and shape of images `x` (B, 3, 64, 64) in [0, 1], each (B, 256, 1, 1).
+
+        Args:
+            x: images in [0, 1] on the model's device.
+            noise: start noise per latent, (B, 256, 1, 1) each; drawn as the released code does when omitted.
+            use_clipped_model_output: passed to ``DDIMScheduler.step`` (the released code leaves it False).
+        """
+        out = []
+        nets = ((self.model.albedo_net, self.unets[0]), (self.model.depth_net, self.unets[1]))
+        for i, (net, unet) in enumerate(nets):
+            code = net(x * 2 - 1)[0][:, :, None, None]  # full encoder-decoder forward, keep the code
+            neutral = torch.randn(code.shape).to(code.device, code.dtype) if noise is None else noise[i]
+            for t in self.scheduler.timesteps:
+                model_output = unet(torch.cat([neutral, code], dim=1), t).sample
+                neutral = self.scheduler.step(model_output, t, neutral, eta=0,
+                                              use_clipped_model_output=use_clipped_model_output).prev_sample
+            out.append((code, neutral))
+        return out
+
+    def fer_feature(self, x: Tensor) -> Tensor:
+        """The released FER embedding [texture - identity, texture, shape - identity, shape], (B, 1024)."""
+        (albedo, neutral_a), (shape, neutral_d) = self.latents(x)
+        return torch.cat([(albedo - neutral_a).flatten(1), albedo.flatten(1), (shape - neutral_d).flatten(1),
+                          shape.flatten(1)], dim=-1)
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Disable TF32 (CUDA convolutions use it by default) so that the equivalence check compares exact fp32."""
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
+
+
+def check_equivalence(model: LatentFace, released: Released) -> float:
+    """Largest difference between released-equivalent and native (``ddim``) codes and identity latents.
+
+    The model and UNets must be in float32. Current diffusers derives the noise from the unclipped x0 unless
+    ``use_clipped_model_output=True``; the textbook DDIM step (our ``ddim``) uses the clipped one, so the check
+    passes that flag (same cost; random weights do push x0 past the clip range).
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(CHECK_BATCH, 3, 64, 64, generator=gen).to(model.device)
+    noise = [torch.randn(CHECK_BATCH, 256, generator=gen).to(model.device) for _ in range(2)]
+    with exact_float32():
+        ref = released.latents(x, [n[:, :, None, None] for n in noise], use_clipped_model_output=True)
+        codes = model.encode(x)
+        native = model.disentangle(codes, noise=Latents(albedo=noise[0], depth=noise[1]), sampler="ddim")
+    pairs = [
+        (ref[0][0], codes.albedo), (ref[1][0], codes.depth),
+        (ref[0][1], native.identity.albedo), (ref[1][1], native.identity.depth),
+    ]
+    return max((a.flatten(1).float() - b.float()).abs().max().item() for a, b in pairs)
+
+
+def measure(fn: Callable[[], object], device: torch.device, batch: int, min_time: float,
+            warmup_time: float) -> dict[str, float]:
+    """Warm `fn` up (one call at least, then until `warmup_time`), then time calls until `min_time` has passed.
+
+    Throughput is the batch size over the median call time (robust to the odd stall of a shared machine).
+    """
+    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    fn()
+    sync()
+    while time.perf_counter() - start < warmup_time:
+        fn()
+        sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while not times or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"images_per_s": batch / median, "ms_per_batch_median": 1000 * median,
+            "ms_per_batch_mean": 1000 * statistics.fmean(times), "calls": len(times), "seconds": sum(times)}
+
+
+def build(width: int, device: torch.device, dtype: torch.dtype,
+          channels_last: bool) -> tuple[LatentFace, Released, float]:
+    """Random-weight model and its released equivalent on `device`/`dtype`, plus the equivalence check's result."""
+    torch.manual_seed(width)
+    model = LatentFace(LatentFaceConfig(rdm_width=width)).eval().to(device)
+    released = Released(model)
+    with torch.inference_mode():
+        diff = check_equivalence(model, released)
+    model.to(dtype)
+    released.to(dtype=dtype)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        released.to(memory_format=torch.channels_last)
+    return model, released, diff
+
+
+def bench_point(model: LatentFace, released: Released, device: torch.device, batch: int, dtype: torch.dtype,
+                channels_last: bool, min_time: float, warmup_time: float) -> dict[str, Any]:
+    """All measures for one batch size, with the derived speed-ups and RDM share."""
+    x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch)).to(device)
+    x_released = x.to(dtype)
+    if channels_last:
+        x_released = x_released.contiguous(memory_format=torch.channels_last)
+    fns: dict[str, Callable[[], object]] = {
+        "encode": lambda: model.encode(x),
+        "encode_disentangle": lambda: model.disentangle(model.encode(x)),
+        "features_fer": lambda: model.features(x, "fer"),
+        "features_verification": lambda: model.features(x, "verification"),
+        "released_encode_disentangle": lambda: released.fer_feature(x_released),
+    }
+    point: dict[str, Any] = {}
+    for name in MEASURES:
+        with torch.inference_mode():
+            point[name] = measure(fns[name], device, batch, min_time, warmup_time)
+        print(f"    {name:<28} {point[name]['images_per_s']:10.1f} img/s  ({point[name]['calls']} calls)",
+              file=sys.stderr, flush=True)
+
+    def per_image(name: str) -> float:
+        return 1.0 / point[name]["images_per_s"]
+
+    point["speedup_vs_encode_disentangle"] = per_image("released_encode_disentangle") / per_image("encode_disentangle")
+    point["speedup_vs_features_fer"] = per_image("released_encode_disentangle") / per_image("features_fer")
+    point["rdm_share"] = (per_image("encode_disentangle") - per_image("encode")) / per_image("encode")
+    return point
+
+
+def _fmt(v: float) -> str:
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """Machine description and the results table, as markdown."""
+    m, s = report["machine"], report["settings"]
+    lines = [
+        f"**Machine**: {m['cpu_model']}, {m['cpu_usable']} usable of {m['cpu_count']} logical CPUs, "
+        f"torch {m['torch']} ({m['torch_threads']} threads), diffusers {m['diffusers']}"
+        + (f", GPU {m['gpu']} (CUDA {m['cuda']})" if m["gpu"] else ", no GPU used"),
+        f"**Settings**: dtype {s['dtype']}, channels_last {s['channels_last']}, min time {s['min_time']} s per point, "
+        f"{STEPS} DDIM steps, random weights. Throughput in images/s = batch / median call time (higher is better).",
+        "",
+        "| device | RDM width | batch | encode | encode+disentangle | features fer | features verification "
+        "| released encode+disentangle | speed-up vs enc+dis | speed-up vs fer | RDM share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        cells = [r["device"], str(r["rdm_width"]), str(r["batch_size"])]
+        cells += [_fmt(r[name]["images_per_s"]) for name in MEASURES]
+        cells += [f"{r['speedup_vs_encode_disentangle']:.1f}x", f"{r['speedup_vs_features_fer']:.1f}x",
+                  f"{100 * r['rdm_share']:.0f}%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    checks = ", ".join(f"{c['device']}/w{c['rdm_width']}: {c['max_abs_diff']:.1e}" for c in report["checks"])
+    lines += ["", f"Equivalence check (released vs native `ddim`, max abs diff): {checks}"]
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where the help text explains a computed default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "default:" in text else super()._get_help_string(action)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    default_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    default_output = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname()}.json"
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 256], help="batch sizes to time")
+    p.add_argument("--device", type=str, nargs="+", default=default_devices, help="devices (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--rdm-widths", type=int, nargs="+", default=[128], choices=[128, 1024],
+                   help="RDM widths (128: released model, 1024: first release)")
+    p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
+    p.add_argument("--warmup-time", type=float, default=None,
+                   help="warm-up seconds per point, at least one call (default: a quarter of --min-time)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype")
+    p.add_argument("--channels-last", action="store_true", help="convert models and released inputs to channels_last")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: batch sizes {' '.join(map(str, QUICK_BATCH_SIZES))}, min time {QUICK_MIN_TIME} s")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch_sizes, args.min_time = list(QUICK_BATCH_SIZES), QUICK_MIN_TIME
+    if args.warmup_time is None:
+        args.warmup_time = args.min_time / 4
+    if min(args.batch_sizes) < 1 or args.min_time <= 0:
+        p.error("batch sizes and --min-time must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        print("benchmarks/speed.py needs diffusers for the released-code baseline: pip install 'diffusers>=0.30'",
+              file=sys.stderr)
+        return 2
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # silences a dtype-cast notice on every UNet `.to()`
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    devices = [torch.device(d) for d in args.device]
+    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
+        print("CUDA requested but not available", file=sys.stderr)
+        return 2
+    dtype = DTYPES[args.dtype]
+    report: dict[str, Any] = {
+        "machine": machine_info(devices),
+        "settings": {
+            "batch_sizes": args.batch_sizes, "devices": [str(d) for d in devices], "rdm_widths": args.rdm_widths,
+            "min_time": args.min_time, "warmup_time": args.warmup_time, "dtype": args.dtype,
+            "channels_last": args.channels_last, "steps": STEPS, "quick": args.quick,
+        },
+        "checks": [],
+        "results": [],
+    }
+    started = time.perf_counter()
+    for device in devices:
+        for width in args.rdm_widths:
+            model, released, diff = build(width, device, dtype, args.channels_last)
+            print(f"[{device} width {width}] released vs native (ddim) max abs diff {diff:.2e}", file=sys.stderr,
+                  flush=True)
+            report["checks"].append({"device": str(device), "rdm_width": width, "max_abs_diff": diff})
+            if not diff <= CHECK_TOLERANCE:
+                print(f"equivalence check failed: {diff:.3e} > {CHECK_TOLERANCE}", file=sys.stderr)
+                return 1
+            for batch in args.batch_sizes:
+                print(f"  batch {batch}", file=sys.stderr, flush=True)
+                point = bench_point(model, released, device, batch, dtype, args.channels_last, args.min_time,
+                                    args.warmup_time)
+                report["results"].append({"device": str(device), "rdm_width": width, "batch_size": batch, **point})
+            del model, released
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    report["total_seconds"] = time.perf_counter() - started
+    write_json_atomic(args.output, report)
+    print(markdown(report))
+    print(f"\nResults written to {args.output} (total {report['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
