@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("convert needs --unsup3d and/or --rdm")
     try:
         return args.func(args)
-    except LatentFaceError as err:
+    except (LatentFaceError, OSError) as err:
         print(f"latentface {args.command}: error: {err}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -96,7 +96,7 @@ def _check_net(state: object, expected: Mapping[str, list[int]], net: str, sourc
             raise CheckpointError(f"{source}: {net}.{key} is a {type(value).__name__}, expected a tensor")
         if list(value.shape) != list(shape):
             raise CheckpointError(f"{source}: {net}.{key} has shape {list(value.shape)}, expected {list(shape)}")
-        if not torch.isfinite(value).all():
+        if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():  # fast path: a finite sum
             raise CheckpointError(f"{source}: {net}.{key} contains NaN or Inf")
     return dict(state)
 
@@ -256,17 +256,25 @@ def convert_checkpoints(
             continue
         source = os.fspath(path)
         ckpt = _read_checkpoint(path)
-        has_stage1 = all(n in ckpt for n in STAGE1_NETS)
+        present = [n for n in STAGE1_NETS if n in ckpt]
+        has_stage1 = len(present) == len(STAGE1_NETS)
+        if present and not has_stage1:
+            raise CheckpointError(f"{source}: has Stage-1 networks {present} but lacks "
+                                  f"{[n for n in STAGE1_NETS if n not in ckpt]}")
         if role == "Stage 1" and not has_stage1:
             raise CheckpointError(f"{source}: lacks Stage-1 networks {[n for n in STAGE1_NETS if n not in ckpt]}")
         if role == "RDM":
             missing = [n for n in RDM_NETS if n not in ckpt]
             if missing:
                 raise CheckpointError(f"{source}: lacks RDM networks {missing}")
-            conv_in = ckpt["netEA"].get("conv_in.weight") if isinstance(ckpt["netEA"], Mapping) else None
-            width = int(conv_in.shape[0]) if isinstance(conv_in, Tensor) else -1
+            if not isinstance(ckpt["netEA"], Mapping):
+                raise CheckpointError(f"{source}: netEA is a {type(ckpt['netEA']).__name__}, expected a state dict")
+            conv_in = ckpt["netEA"].get("conv_in.weight")
+            if not isinstance(conv_in, Tensor):
+                raise CheckpointError(f"{source}: netEA lacks the tensor conv_in.weight")
+            width = int(conv_in.shape[0])
             if width not in RDM_WIDTHS:
-                raise CheckpointError(f"{source}: netEA.conv_in.weight missing or of unsupported width {width} (expected {RDM_WIDTHS})")
+                raise CheckpointError(f"{source}: unsupported RDM width {width} (netEA.conv_in.weight), expected one of {RDM_WIDTHS}")
             manifest = load_manifest(f"latentface_w{width}")
             for net in RDM_NETS:
                 rdm_states[net] = _check_net(ckpt[net], manifest[net], net, source)

@@ -164,9 +164,8 @@ def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.Pa
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    from latentface import __version__
-
-    weights = safetensors.torch.save(state, metadata={"format": "pt", "latentface_version": __version__})
+    # One metadata key only: safetensors writes several in random order, and the bytes should be reproducible.
+    weights = safetensors.torch.save(state, metadata={"format": "pt"})
     _write_atomic(folder / WEIGHTS_NAME, weights)
     _write_atomic(folder / CONFIG_NAME, config.to_json().encode("utf-8"))
     _write_atomic(folder / CARD_NAME, card.encode("utf-8"))

@@ -523,7 +523,15 @@ def test_missing_stage1_net(official_stage1_weights, tmp_path) -> None:
     del ckpt["netC"]
     path = tmp_path / "ck.pth"
     torch.save(ckpt, path)
-    assert "lacks Stage-1 networks ['netC']" in _rejected(tmp_path / "out", unsup3d=path)
+    assert "but lacks ['netC']" in _rejected(tmp_path / "out", unsup3d=path)
+
+
+def test_partial_stage1_in_rdm_checkpoint_is_named(official_stage1_weights, tmp_path) -> None:
+    ckpt = latentface_checkpoint(official_stage1_weights, official_rdm(128, seed=5))
+    del ckpt["netL"]
+    path = tmp_path / "diffusion_64.pth"
+    torch.save(ckpt, path)
+    assert "but lacks ['netL']" in _rejected(tmp_path / "out", rdm=path)
 
 
 def _record_unpickling(marker: str) -> None:
@@ -559,7 +567,7 @@ def test_unsupported_rdm_width(official_stage1_weights, tmp_path, width) -> None
     torch.save({**rdm, **split_stage1(official_stage1_weights)}, path)
     assert set(manifest) == set(rdm) | set(OFFICIAL_STAGE1_NETS)
     message = _rejected(tmp_path / "out", rdm=path)
-    assert f"unsupported width {width}" in message and "(128, 1024)" in message
+    assert f"unsupported RDM width {width}" in message and "(128, 1024)" in message
 
 
 def test_no_checkpoint_given(tmp_path) -> None:

@@ -169,3 +169,11 @@ def test_push_to_hub_uploads_a_loadable_folder(tmp_path: Path, monkeypatch: pyte
     assert calls["upload"] == ("me/tiny", "dev", "Upload LatentFace weights")
     uploaded = LatentFace.from_pretrained(tmp_path / "uploaded")
     assert torch.equal(uploaded.encode(images).depth, model.encode(images).depth)
+
+
+def test_saving_is_byte_reproducible(tmp_path: Path) -> None:
+    model = seeded_model(tiny_config(), seed=5)
+    model.save_pretrained(tmp_path / "a")
+    model.save_pretrained(tmp_path / "b")
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
