@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -77,3 +80,11 @@ def test_config_json_round_trip() -> None:
     assert again == cfg and again.preprocess.resize_mode == "center_crop"
     with pytest.raises(ValueError, match="unknown LatentFaceConfig keys: bogus"):
         LatentFaceConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize("name", ["unsup3d", "latentface_w128", "latentface_w1024"])
+def test_shipped_manifests_equal_the_reference(name: str) -> None:
+    reference = Path(__file__).resolve().parents[2] / "shared" / "reference" / f"{name}_keys.json"
+    if not reference.is_file():
+        pytest.skip("the project's shared reference folder is not beside this checkout")
+    assert load_manifest(name) == json.loads(reference.read_text())

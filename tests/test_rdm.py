@@ -69,3 +69,22 @@ def test_scalar_timestep_equals_broadcast_vector() -> None:
     x_t, cond = torch.randn(5, 256), torch.rand(5, 256)
     with torch.no_grad():
         torch.testing.assert_close(net(x_t, cond, 400), net(x_t, cond, torch.full((5,), 400)))
+
+
+def test_time_cache_follows_parameter_changes() -> None:
+    net = _perturbed(128)
+    x_t, cond = torch.randn(3, 256), torch.rand(3, 256)
+    with torch.no_grad():
+        first = net(x_t, cond, 600)
+        assert 600 in net._time_cache and torch.equal(net(x_t, cond, 600), first)
+        net.time_mlp[2].bias.add_(1.0)  # an in-place update, as an optimizer step or load_state_dict makes
+        changed = net(x_t, cond, 600)
+    with torch.enable_grad():
+        assert torch.equal(net(x_t, cond, 600).detach(), changed)  # the uncached path agrees
+    assert not torch.allclose(changed, first)
+    net.mid_in.time_proj.weight.data = net.mid_in.time_proj.weight.data * 2  # a replaced tensor
+    with torch.no_grad():
+        assert torch.equal(net(x_t, cond, 600), net(x_t, cond, torch.tensor(600)))
+        with torch.enable_grad():
+            reference = net(x_t, cond, 600)
+        torch.testing.assert_close(net(x_t, cond, 600), reference)

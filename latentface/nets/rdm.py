@@ -3,8 +3,9 @@
 The released model is a diffusers ``UNet2DModel`` run on 1x1 "images" (one DownBlock2D, one UpBlock2D,
 a mid block with self-attention). On a 1x1 input every 3x3 convolution acts through its centre tap only and
 self-attention over one token reduces to its value and output projections, so the network is exactly the
-MLP below. Written natively it needs no diffusers at run time, and its timestep embedding is computed once
-per distinct timestep instead of once per sample.
+MLP below. Written natively it needs no diffusers at run time, and the time path (embedding MLP and every
+block's time projection) is computed once per timestep instead of once per sample; without autograd it is
+cached across calls and recomputed whenever a time-path parameter changes (moved, reloaded or trained).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ class ResidualBlock(nn.Module):
         self.fc2 = nn.Linear(cout, cout)
         self.shortcut = nn.Linear(cin, cout) if cin != cout else None
 
-    def forward(self, x: Tensor, time_act: Tensor) -> Tensor:
-        """`x` (B, cin); `time_act` = SiLU(time embedding), (B or 1, time_dim)."""
-        h = self.fc1(F.silu(self.norm1(x))) + self.time_proj(time_act)
+    def forward(self, x: Tensor, time_bias: Tensor) -> Tensor:
+        """`x` (B, cin); `time_bias` = ``time_proj(SiLU(time embedding))``, (B or 1, cout)."""
+        h = self.fc1(F.silu(self.norm1(x))) + time_bias
         h = self.fc2(F.silu(self.norm2(h)))
         return (x if self.shortcut is None else self.shortcut(x)) + h
 
@@ -99,12 +100,31 @@ class ConditionalDenoiser(nn.Module):
         )
         self.out_norm = nn.GroupNorm(norm_groups, width)
         self.output_proj = nn.Linear(width, latent_dim)
+        self._time_cache: dict[int, tuple[tuple[tuple[int, int], ...], list[Tensor]]] = {}
+
+    def _blocks(self) -> list[ResidualBlock]:
+        return [*self.down, self.mid_in, self.mid_out, *self.up]
 
     def time_features(self, t: Tensor | int) -> Tensor:
         """SiLU of the time embedding: (1, 4*width) for a scalar `t`, (B, 4*width) for a vector."""
         t = torch.as_tensor(t, device=self.input_proj.weight.device)
         emb = timestep_embedding(t.reshape(-1), self.width).to(self.input_proj.weight.dtype)
         return F.silu(self.time_mlp(emb))
+
+    def time_biases(self, t: Tensor | int) -> list[Tensor]:
+        """Every residual block's projected time embedding, in `_blocks` order; cached for scalar `t` without grad."""
+        cacheable = not torch.is_grad_enabled() and (isinstance(t, int) or (isinstance(t, Tensor) and t.ndim == 0))
+        if cacheable:
+            params = [*self.time_mlp.parameters(), *(p for b in self._blocks() for p in b.time_proj.parameters())]
+            key = tuple((p.data_ptr(), p._version) for p in params)
+            hit = self._time_cache.get(int(t))
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        time_act = self.time_features(t)
+        biases = [block.time_proj(time_act) for block in self._blocks()]
+        if cacheable:
+            self._time_cache[int(t)] = (key, biases)
+        return biases
 
     def forward(self, x_t: Tensor, cond: Tensor, t: Tensor | int) -> Tensor:
         """Predict x0.
@@ -117,13 +137,14 @@ class ConditionalDenoiser(nn.Module):
         Returns:
             Predicted clean codes (B, latent_dim).
         """
-        time_act = self.time_features(t)
+        biases = iter(self.time_biases(t))
         h = self.input_proj(torch.cat([x_t, cond], dim=1))
         skips = [h]
         for block in self.down:
-            h = block(h, time_act)
+            h = block(h, next(biases))
             skips.append(h)
-        h = self.mid_out(self.mid_attn(self.mid_in(h, time_act)), time_act)
+        h = self.mid_in(h, next(biases))
+        h = self.mid_out(self.mid_attn(h), next(biases))
         for block in self.up:
-            h = block(torch.cat([h, skips.pop()], dim=1), time_act)
+            h = block(torch.cat([h, skips.pop()], dim=1), next(biases))
         return self.output_proj(F.silu(self.out_norm(h)))
