@@ -22,7 +22,7 @@ class NoiseSchedule:
 
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
         self.num_train_timesteps = num_train_timesteps
-        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32, device="cpu")
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
 
     def timesteps(self, steps: int) -> list[int]:

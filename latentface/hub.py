@@ -136,14 +136,16 @@ def check_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: 
 
 
 def load_weights(module: nn.Module, folder: Path) -> None:
-    """Strictly load ``model.safetensors`` from `folder` into `module`."""
+    """Strictly load ``model.safetensors`` from `folder` into `module` (which may live on the meta device)."""
     path = folder / WEIGHTS_NAME
     try:
         state = safetensors.torch.load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(f"cannot read {str(path)!r}: {err}") from err
     check_state_dict(module, state, str(path))
-    module.load_state_dict(state, strict=True)
+    # Fresh, aligned storage (not views into the file buffer): same kernels, same numbers as before saving.
+    module.load_state_dict({k: v.clone(memory_format=torch.contiguous_format) for k, v in state.items()}, strict=True,
+                           assign=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -242,7 +242,9 @@ class LatentFace(nn.Module):
             WeightsError: the weights cannot be found or do not match the configuration (names the tensor).
         """
         folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-        model = cls(hub.load_config(folder))
+        config = hub.load_config(folder)
+        with torch.device("meta"):  # no random initialisation: every parameter comes from the file
+            model = cls(config)
         hub.load_weights(model, folder)
         model.model_card = hub.read_card(folder)
         return model.eval().to(device or "cpu")
