@@ -174,15 +174,8 @@ class LatentFace(nn.Module):
         )
 
     def _latents(self, x: Tensor) -> Latents:
+        """Texture and shape latents only (what `features` needs; light and pose are skipped)."""
         return Latents(albedo=self.albedo_net.forward_features(x), depth=self.depth_net.forward_features(x))
-
-    def _released_feature(self, x: Tensor, protocol: str, generator: torch.Generator | None, steps: int | None,
-                          sampler: str | None) -> Tensor:
-        z = self._latents(x)
-        parts = self.disentangle(z, generator=generator, steps=steps, sampler=sampler)
-        if protocol == "fer":
-            return torch.cat([parts.expression.albedo, z.albedo, parts.expression.depth, z.depth], dim=1)
-        return torch.cat([parts.identity.albedo, z.albedo, parts.identity.depth, z.depth], dim=1)
 
     @torch.no_grad()
     def features(
@@ -210,11 +203,17 @@ class LatentFace(nn.Module):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         x = self._as_input(images)
-        feats = self._released_feature(x, protocol, generator, steps, sampler)
+        b = len(x)
         if protocol == "verification":
-            flipped = self._released_feature(torch.flip(x, dims=[3]), protocol, generator, steps, sampler)
-            feats = torch.cat([feats, flipped], dim=1)
-        return feats
+            x = torch.cat([x, torch.flip(x, dims=[3])])  # one pass over image and flip
+        z = self._latents(x)
+        # Noise in the released order: per pass (image, then flip) texture before shape.
+        draws = [[self._noise(m[i : i + b], generator) for m in (z.albedo, z.depth)] for i in range(0, len(x), b)]
+        noise = Latents(albedo=torch.cat([d[0] for d in draws]), depth=torch.cat([d[1] for d in draws]))
+        parts = self.disentangle(z, noise=noise, steps=steps, sampler=sampler)
+        first = parts.expression if protocol == "fer" else parts.identity
+        feats = torch.cat([first.albedo, z.albedo, first.depth, z.depth], dim=1)
+        return torch.cat(feats.split(b), dim=1)
 
     @classmethod
     def from_pretrained(
