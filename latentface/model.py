@@ -19,6 +19,8 @@ from latentface.nets.rdm import ConditionalDenoiser
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
 from latentface.preprocess import Images, to_batch
 from latentface.render import canonical_depth, light_direction, normals_from_depth, shade
+from latentface.render.pose import view_to_pose
+from latentface.render.warp import sample_canonical, warp_view
 
 PROTOCOLS = ("fer", "verification")
 
@@ -144,12 +146,17 @@ class LatentFace(nn.Module):
         return Disentangled(identity=ident, expression=Latents(albedo=codes.albedo - ident.albedo,
                                                                depth=codes.depth - ident.depth))
 
-    def render(self, codes: FaceCodes) -> Rendering:
-        """Canonical-view maps decoded from the codes (differentiable).
+    def render(self, codes: FaceCodes, view: str | Tensor | None = "input") -> Rendering:
+        """Maps decoded from the codes, in the canonical view and optionally a posed one (differentiable).
+
+        Args:
+            codes: output of `encode`.
+            view: ``"input"`` (the pose in the codes: Unsup3D's reconstruction), ``"frontal"`` (zero pose), a
+                (B, 6) or (6,) pose code in the units of `FaceCodes.view`, or None for the canonical maps only.
 
         Returns:
-            `Rendering` with albedo, canonical depth and normals, shading under the code's light, and the
-            canonical image ``albedo * shading``.
+            `Rendering` with albedo, canonical depth and normals, shading under the code's light, the canonical
+            image ``albedo * shading`` and, unless `view` is None, the posed image, depth, normals and mask.
         """
         cfg = self.config
         albedo = self.albedo_net.decode(codes.albedo) / 2 + 0.5
@@ -165,13 +172,36 @@ class LatentFace(nn.Module):
             _rescale(light[:, 1], cfg.min_diffuse, cfg.max_diffuse),
             light_direction(light[:, 2:4]),
         )
-        return Rendering(
+        out = Rendering(
             albedo=albedo,
             canonical_depth=depth,
             canonical_normal=normal.permute(0, 3, 1, 2),
             shading=shading,
             canonical_image=albedo * shading,
         )
+        if view is None:
+            return out
+        pose = self._pose_code(codes, view)
+        rot, trans = view_to_pose(pose, cfg.xyz_rotation_range, cfg.xy_translation_range, cfg.z_translation_range)
+        posed = warp_view(depth, rot, trans, cfg.fov, cfg.rotation_center_depth, cfg.min_depth, cfg.max_depth)
+        out.image = sample_canonical(out.canonical_image, posed)
+        out.depth = posed.depth
+        out.normal = normals_from_depth(posed.depth, cfg.fov).permute(0, 3, 1, 2)
+        out.mask = posed.mask
+        return out
+
+    @staticmethod
+    def _pose_code(codes: FaceCodes, view: str | Tensor) -> Tensor:
+        if isinstance(view, Tensor):
+            pose = view.to(codes.view).expand_as(codes.view) if view.shape in ((6,), codes.view.shape) else None
+            if pose is None:
+                raise ValueError(f"view must have shape (6,) or {tuple(codes.view.shape)}, got {tuple(view.shape)}")
+            return pose
+        if view == "input":
+            return codes.view
+        if view == "frontal":
+            return torch.zeros_like(codes.view)
+        raise ValueError(f"view must be 'input', 'frontal', a pose tensor or None, got {view!r}")
 
     def _latents(self, x: Tensor) -> Latents:
         """Texture and shape latents only (what `features` needs; light and pose are skipped)."""

@@ -116,6 +116,10 @@ class Rendering(Batched):
         canonical_normal: (B, 3, H, W) unit normals of the canonical depth.
         shading: (B, 1, H, W) Lambertian shading under the code's light.
         canonical_image: (B, 3, H, W) ``albedo * shading``.
+        image: (B, 3, H, W) the canonical image warped into the requested view (None for the canonical view only).
+        depth: (B, H, W) depth rendered in that view, clamped to the depth range plus a margin.
+        normal: (B, 3, H, W) normals of that depth.
+        mask: (B, H, W) bool, True where the face covers the pixel.
     """
 
     albedo: Tensor
@@ -123,3 +127,7 @@ class Rendering(Batched):
     canonical_normal: Tensor
     shading: Tensor
     canonical_image: Tensor
+    image: Tensor | None = None
+    depth: Tensor | None = None
+    normal: Tensor | None = None
+    mask: Tensor | None = None

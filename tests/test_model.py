@@ -172,3 +172,24 @@ def test_result_containers_index_cat_and_move(tiny_model: LatentFace, images: to
     assert torch.equal(Disentangled.cat([parts[:1], parts[1:]]).expression.albedo, parts.expression.albedo)
     moved = codes.to(torch.float64).cpu().detach()
     assert moved.albedo.dtype == torch.float64
+
+
+def test_render_posed_views(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    canonical = tiny_model.render(codes, view=None)
+    assert canonical.image is None and canonical.mask is None
+    frontal = tiny_model.render(codes, view="frontal")
+    inside = frontal.mask
+    assert inside.float().mean() > 0.9  # the zero pose sees the whole canonical face but its last row/column
+    torch.testing.assert_close(frontal.image.permute(0, 2, 3, 1)[inside], frontal.canonical_image.permute(0, 2, 3, 1)[inside],
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(frontal.depth[inside], frontal.canonical_depth[inside], atol=1e-5, rtol=0)
+    same = tiny_model.render(codes, view=torch.zeros(6))
+    assert torch.equal(same.image, frontal.image)
+    posed = tiny_model.render(codes)  # the pose in the codes
+    assert posed.image.shape == (4, 3, 64, 64) and posed.normal.shape == (4, 3, 64, 64) and posed.mask.dtype == torch.bool
+    assert not torch.equal(posed.depth, frontal.depth)
+    with pytest.raises(ValueError, match="view must"):
+        tiny_model.render(codes, view="profile")
+    with pytest.raises(ValueError, match="view must have shape"):
+        tiny_model.render(codes, view=torch.zeros(3))
