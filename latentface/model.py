@@ -146,13 +146,15 @@ class LatentFace(nn.Module):
         return Disentangled(identity=ident, expression=Latents(albedo=codes.albedo - ident.albedo,
                                                                depth=codes.depth - ident.depth))
 
-    def render(self, codes: FaceCodes, view: str | Tensor | None = "input") -> Rendering:
+    def render(self, codes: FaceCodes, view: str | Tensor | None = "input", light: Tensor | None = None) -> Rendering:
         """Maps decoded from the codes, in the canonical view and optionally a posed one (differentiable).
 
         Args:
             codes: output of `encode`.
             view: ``"input"`` (the pose in the codes: Unsup3D's reconstruction), ``"frontal"`` (zero pose), a
                 (B, 6) or (6,) pose code in the units of `FaceCodes.view`, or None for the canonical maps only.
+            light: relight with a (B, 4) or (4,) light code in the units of `FaceCodes.light` (ambient, diffuse,
+                direction x, direction y, each in [-1, 1]) instead of the codes' own light.
 
         Returns:
             `Rendering` with albedo, canonical depth and normals, shading under the code's light, the canonical
@@ -165,7 +167,7 @@ class LatentFace(nn.Module):
             cfg.border_columns,
         )
         normal = normals_from_depth(depth, cfg.fov)
-        light = codes.light
+        light = codes.light if light is None else self._code_like(light, codes.light, "light")
         shading = shade(
             normal,
             _rescale(light[:, 0], cfg.min_ambient, cfg.max_ambient),
@@ -181,7 +183,7 @@ class LatentFace(nn.Module):
         )
         if view is None:
             return out
-        pose = self._pose_code(codes, view)
+        pose = self._code_like(view, codes.view, "view") if isinstance(view, Tensor) else self._pose_code(codes, view)
         rot, trans = view_to_pose(pose, cfg.xyz_rotation_range, cfg.xy_translation_range, cfg.z_translation_range)
         posed = warp_view(depth, rot, trans, cfg.fov, cfg.rotation_center_depth, cfg.min_depth, cfg.max_depth)
         out.image = sample_canonical(out.canonical_image, posed)
@@ -191,12 +193,14 @@ class LatentFace(nn.Module):
         return out
 
     @staticmethod
-    def _pose_code(codes: FaceCodes, view: str | Tensor) -> Tensor:
-        if isinstance(view, Tensor):
-            pose = view.to(codes.view).expand_as(codes.view) if view.shape in ((6,), codes.view.shape) else None
-            if pose is None:
-                raise ValueError(f"view must have shape (6,) or {tuple(codes.view.shape)}, got {tuple(view.shape)}")
-            return pose
+    def _code_like(code: Tensor, like: Tensor, name: str) -> Tensor:
+        """A per-item code (B, N), or one (N,) code for the whole batch, shaped and typed like `like`."""
+        if code.shape not in ((like.shape[1],), like.shape):
+            raise ValueError(f"{name} must have shape ({like.shape[1]},) or {tuple(like.shape)}, got {tuple(code.shape)}")
+        return code.to(like).expand_as(like)
+
+    @staticmethod
+    def _pose_code(codes: FaceCodes, view: str) -> Tensor:
         if view == "input":
             return codes.view
         if view == "frontal":

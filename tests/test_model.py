@@ -193,3 +193,18 @@ def test_render_posed_views(tiny_model: LatentFace, images: torch.Tensor) -> Non
         tiny_model.render(codes, view="profile")
     with pytest.raises(ValueError, match="view must have shape"):
         tiny_model.render(codes, view=torch.zeros(3))
+
+
+def test_relighting(tiny_model: LatentFace, images: torch.Tensor) -> None:
+    codes = tiny_model.encode(images)
+    # Full ambient, no diffuse: shading is exactly 1 and the canonical image is the albedo.
+    flat = tiny_model.render(codes, view=None, light=torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    torch.testing.assert_close(flat.shading, torch.ones_like(flat.shading))
+    torch.testing.assert_close(flat.canonical_image, flat.albedo)
+    # Light from the camera, no ambient: shading is the normal's z component.
+    head_on = tiny_model.render(codes, view=None, light=torch.tensor([-1.0, 1.0, 0.0, 0.0]).expand(4, 4))
+    torch.testing.assert_close(head_on.shading[:, 0], head_on.canonical_normal[:, 2].clamp(min=0))
+    default = tiny_model.render(codes, view=None)
+    assert torch.equal(default.shading, tiny_model.render(codes, view=None, light=codes.light).shading)
+    with pytest.raises(ValueError, match="light must have shape"):
+        tiny_model.render(codes, light=torch.zeros(3))
