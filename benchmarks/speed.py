@@ -37,7 +37,6 @@ import platform
 import socket
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +49,7 @@ from torch import Tensor, nn
 import latentface
 from latentface import LatentFace, LatentFaceConfig, Latents
 from latentface.convert import rdm_to_diffusers
+from latentface.fileio import write_atomic
 
 MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
 """Timed functions, in table order."""
@@ -294,18 +294,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write `data` as indented JSON, atomically."""
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from latentface.hub import _write_atomic
+from latentface.fileio import write_atomic
 from latentface.render.mesh import depth_to_mesh
 
 __all__ = ["mesh_arrays", "save_obj", "save_ply"]
@@ -71,12 +71,6 @@ def mesh_arrays(depth: Tensor, fov: float) -> tuple[np.ndarray, np.ndarray]:
     return v, faces.numpy()
 
 
-def _prepare(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor | None = None) -> Path:
     """Write the mesh of a depth map as a Wavefront OBJ.
 
@@ -100,7 +94,7 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
     verts, faces = mesh_arrays(depth, fov)
     h, w = depth.shape
     tex = _check_image(texture, h, w, "texture") if texture is not None else None
-    path = _prepare(path)
+    path = Path(path)
 
     i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     uv = np.stack([j.ravel() / (w - 1), 1.0 - i.ravel() / (h - 1)], axis=1)
@@ -123,9 +117,9 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
         mtl = (
             f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {png_name}\n"
         ).encode()
-        _write_atomic(path.with_name(png_name), buf.getvalue())
-        _write_atomic(path.with_name(mtl_name), mtl)
-    _write_atomic(path, obj)
+        write_atomic(path.with_name(png_name), buf.getvalue())
+        write_atomic(path.with_name(mtl_name), mtl)
+    write_atomic(path, obj)
     return path
 
 
@@ -151,7 +145,7 @@ def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor 
     verts, faces = mesh_arrays(depth, fov)
     h, w = depth.shape
     rgb = _check_image(colors, h, w, "colors").reshape(-1, 3) if colors is not None else None
-    path = _prepare(path)
+    path = Path(path)
 
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(verts)}"]
     header += ["property float x", "property float y", "property float z"]
@@ -170,5 +164,5 @@ def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor 
     fdata["idx"] = faces
 
     data = ("\n".join(header) + "\n").encode("ascii") + vdata.tobytes() + fdata.tobytes()
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return path

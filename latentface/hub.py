@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
+from latentface.fileio import write_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -148,19 +148,6 @@ def load_weights(module: nn.Module, folder: Path) -> None:
                            assign=True)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:
     """Write config, safetensors weights and model card into `folder`, each file atomically."""
     folder = Path(folder)
@@ -168,9 +155,9 @@ def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.Pa
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     # One metadata key only: safetensors writes several in random order, and the bytes should be reproducible.
     weights = safetensors.torch.save(state, metadata={"format": "pt"})
-    _write_atomic(folder / WEIGHTS_NAME, weights)
-    _write_atomic(folder / CONFIG_NAME, config.to_json().encode("utf-8"))
-    _write_atomic(folder / CARD_NAME, card.encode("utf-8"))
+    write_atomic(folder / WEIGHTS_NAME, weights)
+    write_atomic(folder / CONFIG_NAME, config.to_json().encode("utf-8"))
+    write_atomic(folder / CARD_NAME, card.encode("utf-8"))
     return folder
 
 
