@@ -31,11 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import socket
-import statistics
 import sys
 import time
 import warnings
@@ -43,13 +39,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import timing
 import torch
+from timing import HelpFormatter, measure, publish
 from torch import Tensor, nn
 
-import latentface
 from latentface import LatentFace, LatentFaceConfig, Latents
 from latentface.convert import rdm_to_diffusers
-from latentface.fileio import write_atomic
 
 MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
 """Timed functions, in table order."""
@@ -61,42 +57,11 @@ QUICK_MIN_TIME = 0.2
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to `platform.processor`)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(devices: Sequence[torch.device]) -> dict[str, Any]:
-    """Description of this machine and software stack."""
+    """Description of this machine and software stack, with the diffusers version."""
     import diffusers
 
-    info: dict[str, Any] = {
-        "host": socket.gethostname(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "latentface": latentface.__version__,
-        "gpu": None,
-        "cuda": None,
-    }
-    if any(d.type == "cuda" for d in devices):
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-        info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
-        info["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
-    return info
+    return {**timing.machine_info(devices), "diffusers": diffusers.__version__}
 
 
 class Released:
@@ -191,31 +156,6 @@ def check_equivalence(model: LatentFace, released: Released) -> float:
     return max((a.flatten(1).float() - b.float()).abs().max().item() for a, b in pairs)
 
 
-def measure(fn: Callable[[], object], device: torch.device, batch: int, min_time: float,
-            warmup_time: float) -> dict[str, float]:
-    """Warm `fn` up (one call at least, then until `warmup_time`), then time calls until `min_time` has passed.
-
-    Throughput is the batch size over the median call time (robust to the odd stall of a shared machine).
-    """
-    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    start = time.perf_counter()
-    fn()
-    sync()
-    while time.perf_counter() - start < warmup_time:
-        fn()
-        sync()
-    times: list[float] = []
-    start = time.perf_counter()
-    while not times or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    return {"images_per_s": batch / median, "ms_per_batch_median": 1000 * median,
-            "ms_per_batch_mean": 1000 * statistics.fmean(times), "calls": len(times), "seconds": sum(times)}
-
-
 def build(width: int, device: torch.device, dtype: torch.dtype,
           channels_last: bool) -> tuple[LatentFace, Released, float]:
     """Random-weight model and its released equivalent on `device`/`dtype`, plus the equivalence check's result."""
@@ -275,11 +215,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"**Machine**: {m['cpu_model']}, {m['cpu_usable']} usable of {m['cpu_count']} logical CPUs, "
         f"torch {m['torch']} ({m['torch_threads']} threads), diffusers {m['diffusers']}"
         + (f", GPU {m['gpu']} (CUDA {m['cuda']})" if m["gpu"] else ", no GPU used"),
-        f"**Settings**: dtype {s['dtype']}, channels_last {s['channels_last']}, min time {s['min_time']} s per point, "
-        f"{STEPS} DDIM steps, random weights. Throughput in images/s = batch / median call time (higher is better).",
+        (f"**Settings**: dtype {s['dtype']}, channels_last {s['channels_last']}, min time {s['min_time']} s per point, "
+        f"{STEPS} DDIM steps, random weights. Throughput in images/s = batch / median call time (higher is better)."),
         "",
-        "| device | RDM width | batch | encode | encode+disentangle | features fer | features verification "
-        "| released encode+disentangle | speed-up vs enc+dis | speed-up vs fer | RDM share |",
+        ("| device | RDM width | batch | encode | encode+disentangle | features fer | features verification "
+        "| released encode+disentangle | speed-up vs enc+dis | speed-up vs fer | RDM share |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
@@ -293,24 +233,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as indented JSON, atomically."""
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except where the help text explains a computed default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        return text if "default:" in text else super()._get_help_string(action)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     default_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     default_output = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname()}.json"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=_HelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 256], help="batch sizes to time")
     p.add_argument("--device", type=str, nargs="+", default=default_devices, help="devices (cpu, cuda, cuda:1, ...)")
     p.add_argument("--rdm-widths", type=int, nargs="+", default=[128], choices=[128, 1024],
@@ -381,9 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     report["total_seconds"] = time.perf_counter() - started
-    write_json_atomic(args.output, report)
-    print(markdown(report))
-    print(f"\nResults written to {args.output} (total {report['total_seconds']:.0f} s)")
+    publish(report, markdown(report), args.output)
     return 0
 
 

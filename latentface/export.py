@@ -26,6 +26,7 @@ from torch import Tensor
 
 from latentface.fileio import write_atomic
 from latentface.render.mesh import depth_to_mesh
+from latentface.render.pose import transform_points
 
 __all__ = ["mesh_arrays", "save_obj", "save_ply"]
 
@@ -53,12 +54,28 @@ def _check_image(image: Tensor, h: int, w: int, name: str) -> np.ndarray:
     return (img * 255).round().to(torch.uint8).numpy()
 
 
-def mesh_arrays(depth: Tensor, fov: float) -> tuple[np.ndarray, np.ndarray]:
+Pose = tuple[Tensor, Tensor]
+"""A rigid pose ``(R (3, 3), T (3,))`` as `latentface.render.pose.view_to_pose` gives (one item of its batch)."""
+
+
+def _check_pose(pose: Pose) -> tuple[Tensor, Tensor]:
+    rot, trans = pose
+    if not (isinstance(rot, Tensor) and isinstance(trans, Tensor) and rot.shape == (3, 3) and trans.shape == (3,)):
+        raise ValueError(f"pose must be (R (3, 3), T (3,)) tensors, got shapes "
+                         f"{getattr(rot, 'shape', type(rot))} and {getattr(trans, 'shape', type(trans))}")
+    return rot.detach().to("cpu", torch.float64), trans.detach().to("cpu", torch.float64)
+
+
+def mesh_arrays(depth: Tensor, fov: float, pose: Pose | None = None, center_depth: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Vertices and faces as written to files.
 
     Args:
         depth: (H, W) depth map of a square image.
         fov: field of view in degrees.
+        pose: optional pose applied to the mesh (`latentface.render.pose.transform_points`), e.g. the input view's
+            ``view_to_pose(codes.view[i:i+1], ...)`` squeezed; default: the mesh as the depth map places it.
+        center_depth: depth of the pose's rotation centre (the config's ``rotation_center_depth``).
 
     Returns:
         verts (H*W, 3) float64 in viewer coordinates ``(x, -y, -z)`` of camera space, and faces
@@ -66,12 +83,16 @@ def mesh_arrays(depth: Tensor, fov: float) -> tuple[np.ndarray, np.ndarray]:
     """
     d = _check_depth(depth)
     verts, faces = depth_to_mesh(d[None], fov)
+    if pose is not None:
+        rot, trans = _check_pose(pose)
+        verts = transform_points(verts, rot[None], trans[None], center_depth)
     v = verts[0].numpy().copy()
     v[:, 1:] *= -1
     return v, faces.numpy()
 
 
-def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor | None = None) -> Path:
+def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor | None = None, *,
+             pose: Pose | None = None, center_depth: float = 1.0) -> Path:
     """Write the mesh of a depth map as a Wavefront OBJ.
 
     Vertices are camera-space points with y and z negated (``(x, -y, -z)``), so viewers with y up and the
@@ -84,6 +105,7 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
         depth: (H, W) depth map of a square image, finite.
         fov: field of view in degrees.
         texture: optional (3, H, W) image in [0, 1] (e.g. ``Rendering.albedo[b]``), values clamped.
+        pose, center_depth: optional pose of the mesh, as in `mesh_arrays`.
 
     Returns:
         The OBJ path.
@@ -91,7 +113,7 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
     Raises:
         ValueError: on wrong shapes or non-finite values.
     """
-    verts, faces = mesh_arrays(depth, fov)
+    verts, faces = mesh_arrays(depth, fov, pose, center_depth)
     h, w = depth.shape
     tex = _check_image(texture, h, w, "texture") if texture is not None else None
     path = Path(path)
@@ -123,7 +145,8 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
     return path
 
 
-def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor | None = None) -> Path:
+def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor | None = None, *,
+             pose: Pose | None = None, center_depth: float = 1.0) -> Path:
     """Write the mesh of a depth map as a binary little-endian PLY.
 
     Vertices (float32) use the same axes as `save_obj` (``(x, -y, -z)`` of camera space); faces are int32
@@ -135,6 +158,7 @@ def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor 
         fov: field of view in degrees.
         colors: optional (3, H, W) per-pixel colours in [0, 1], stored as uchar RGB per vertex
             (``round(255 * c)``, values clamped).
+        pose, center_depth: optional pose of the mesh, as in `mesh_arrays`.
 
     Returns:
         The PLY path.
@@ -142,7 +166,7 @@ def save_ply(path: str | os.PathLike, depth: Tensor, fov: float, colors: Tensor 
     Raises:
         ValueError: on wrong shapes or non-finite values.
     """
-    verts, faces = mesh_arrays(depth, fov)
+    verts, faces = mesh_arrays(depth, fov, pose, center_depth)
     h, w = depth.shape
     rgb = _check_image(colors, h, w, "colors").reshape(-1, 3) if colors is not None else None
     path = Path(path)

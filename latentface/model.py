@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,16 +19,13 @@ from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEnco
 from latentface.nets.rdm import ConditionalDenoiser
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
 from latentface.preprocess import Images, to_batch
-from latentface.render import canonical_depth, light_direction, normals_from_depth, shade
-from latentface.render.pose import view_to_pose
-from latentface.render.warp import sample_canonical, warp_view
+from latentface.render import codes as codes_module
+from latentface.render.backends import get_rasterizer
+from latentface.render.codes import Scalars
+from latentface.render.depth import canonical_depth
+from latentface.render.formation import form_image
 
 PROTOCOLS = ("fer", "verification")
-
-
-def _rescale(x: Tensor, lo: float, hi: float) -> Tensor:
-    """Map [-1, 1] to [lo, hi]."""
-    return (1 + x) / 2 * hi + (1 - x) / 2 * lo
 
 
 class LatentFace(nn.Module):
@@ -35,13 +33,15 @@ class LatentFace(nn.Module):
 
     Args:
         config: the architecture and constants; defaults to the released model's.
+        renderer: rasterizer used by `render`: ``"native"`` (pure PyTorch) or ``"pytorch3d"`` (when installed);
+            can be changed later through the ``renderer`` attribute.
 
     Example:
         >>> model = LatentFace.from_pretrained("path/to/weights")  # doctest: +SKIP
         >>> feats = model.features(images, protocol="fer")  # (B, 1024)  # doctest: +SKIP
     """
 
-    def __init__(self, config: LatentFaceConfig | None = None) -> None:
+    def __init__(self, config: LatentFaceConfig | None = None, *, renderer: str = "native") -> None:
         super().__init__()
         cfg = config or LatentFaceConfig()
         self.config = cfg
@@ -58,6 +58,17 @@ class LatentFace(nn.Module):
             self.depth_rdm = ConditionalDenoiser(zdim, cfg.rdm_width, cfg.rdm_layers_per_block, cfg.rdm_norm_groups)
         self.schedule = NoiseSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
         self.model_card: str | None = None
+        self.renderer = renderer
+
+    @property
+    def renderer(self) -> str:
+        """Rasterizer backend of `render`: ``"native"`` or ``"pytorch3d"``."""
+        return self._renderer
+
+    @renderer.setter
+    def renderer(self, name: str) -> None:
+        get_rasterizer(name)  # unknown name -> ValueError, PyTorch3D missing -> ImportError
+        self._renderer = name
 
     @property
     def device(self) -> torch.device:
@@ -91,7 +102,11 @@ class LatentFace(nn.Module):
         Returns:
             `FaceCodes` with texture and shape latents (B, 256), light (B, 4) and pose (B, 6).
         """
-        x = self._as_input(images)
+        return self.encode_batch(self.preprocess(images))
+
+    def encode_batch(self, batch: Tensor) -> FaceCodes:
+        """`encode` for a preprocessed (B, 3, S, S) batch in [0, 1] on the model's device; differentiable."""
+        x = batch * 2 - 1
         return FaceCodes(
             albedo=self.albedo_net.forward_features(x),
             depth=self.depth_net.forward_features(x),
@@ -146,51 +161,71 @@ class LatentFace(nn.Module):
         return Disentangled(identity=ident, expression=Latents(albedo=codes.albedo - ident.albedo,
                                                                depth=codes.depth - ident.depth))
 
-    def render(self, codes: FaceCodes, view: str | Tensor | None = "input", light: Tensor | None = None) -> Rendering:
+    def render(
+        self,
+        codes: FaceCodes,
+        view: str | Tensor | None = "input",
+        light: Tensor | None = None,
+        *,
+        flip: bool = False,
+    ) -> Rendering:
         """Maps decoded from the codes, in the canonical view and optionally a posed one (differentiable).
 
         Args:
             codes: output of `encode`.
             view: ``"input"`` (the pose in the codes: Unsup3D's reconstruction), ``"frontal"`` (zero pose), a
-                (B, 6) or (6,) pose code in the units of `FaceCodes.view`, or None for the canonical maps only.
-            light: relight with a (B, 4) or (4,) light code in the units of `FaceCodes.light` (ambient, diffuse,
-                direction x, direction y, each in [-1, 1]) instead of the codes' own light.
+                (B, 6) or (6,) pose code in the units of `FaceCodes.view` (see `pose_code`), or None for the
+                canonical maps only.
+            light: relight with a (B, 4) or (4,) light code in the units of `FaceCodes.light` (see `light_code`)
+                instead of the codes' own light.
+            flip: also render Unsup3D's flipped branch (the batch doubles; see `latentface.render.formation`).
 
         Returns:
-            `Rendering` with albedo, canonical depth and normals, shading under the code's light, the canonical
-            image ``albedo * shading`` and, unless `view` is None, the posed image, depth, normals and mask.
+            `Rendering` with albedo, canonical depth and normals, shading, the canonical image
+            ``albedo * shading`` and, unless `view` is None, the posed image, depth, normals and mask.
         """
+        albedo, depth = self.decode(codes)
+        light = codes.light if light is None else self._code_like(light, codes.light, "light")
+        if isinstance(view, Tensor):
+            pose = self._code_like(view, codes.view, "view")
+        else:
+            pose = None if view is None else self._pose_code(codes, view)
+        return form_image(albedo, depth, light, pose, self.config, flip=flip, renderer=self.renderer)
+
+    def decode(self, codes: FaceCodes | Latents) -> tuple[Tensor, Tensor]:
+        """Canonical albedo (B, 3, H, W) in [0, 1] units and canonical depth (B, H, W) of the latents."""
         cfg = self.config
         albedo = self.albedo_net.decode(codes.albedo) / 2 + 0.5
         depth = canonical_depth(
             self.depth_net.decode(codes.depth)[:, 0], cfg.min_depth, cfg.max_depth, cfg.resolved_border_depth,
             cfg.border_columns,
         )
-        normal = normals_from_depth(depth, cfg.fov)
-        light = codes.light if light is None else self._code_like(light, codes.light, "light")
-        shading = shade(
-            normal,
-            _rescale(light[:, 0], cfg.min_ambient, cfg.max_ambient),
-            _rescale(light[:, 1], cfg.min_diffuse, cfg.max_diffuse),
-            light_direction(light[:, 2:4]),
-        )
-        out = Rendering(
-            albedo=albedo,
-            canonical_depth=depth,
-            canonical_normal=normal.permute(0, 3, 1, 2),
-            shading=shading,
-            canonical_image=albedo * shading,
-        )
-        if view is None:
-            return out
-        pose = self._code_like(view, codes.view, "view") if isinstance(view, Tensor) else self._pose_code(codes, view)
-        rot, trans = view_to_pose(pose, cfg.xyz_rotation_range, cfg.xy_translation_range, cfg.z_translation_range)
-        posed = warp_view(depth, rot, trans, cfg.fov, cfg.rotation_center_depth, cfg.min_depth, cfg.max_depth)
-        out.image = sample_canonical(out.canonical_image, posed)
-        out.depth = posed.depth
-        out.normal = normals_from_depth(posed.depth, cfg.fov).permute(0, 3, 1, 2)
-        out.mask = posed.mask
-        return out
+        return albedo, depth
+
+    def render_views(self, codes: FaceCodes, views: Tensor, light: Tensor | None = None) -> list[Rendering]:
+        """Render every face under each of several poses, e.g. a yaw sweep from `pose_code`.
+
+        Args:
+            codes: output of `encode` (B faces).
+            views: (V, 6) pose codes.
+            light: optional light code, as in `render`.
+
+        Returns:
+            V renderings of the B faces, one per pose, in the order of `views`.
+        """
+        if views.ndim != 2 or views.shape[1] != codes.view.shape[1]:
+            raise ValueError(f"views must have shape (V, {codes.view.shape[1]}), got {tuple(views.shape)}")
+        return [self.render(codes, view=v, light=light) for v in views]
+
+    def pose_code(self, yaw: Scalars = 0.0, pitch: Scalars = 0.0, roll: Scalars = 0.0, shift_x: Scalars = 0.0,
+                  shift_y: Scalars = 0.0, shift_z: Scalars = 0.0) -> Tensor:
+        """Pose code from degrees and camera units: (6,), or (N, 6) for sequences (`latentface.render.codes`)."""
+        return codes_module.pose_code(self.config, yaw, pitch, roll, shift_x, shift_y, shift_z)
+
+    def light_code(self, ambient: Scalars = 0.5, diffuse: Scalars = 0.5,
+                   direction: Sequence[float] | Tensor = (0.0, 0.0, 1.0)) -> Tensor:
+        """Light code from strengths and a direction (see `latentface.render.codes.light_code`)."""
+        return codes_module.light_code(self.config, ambient, diffuse, direction)
 
     @staticmethod
     def _code_like(code: Tensor, like: Tensor, name: str) -> Tensor:
@@ -258,6 +293,7 @@ class LatentFace(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         device: torch.device | str | None = None,
+        renderer: str = "native",
     ) -> LatentFace:
         """Load weights by built-in name, local folder, or Hub id ``[hf-hub:]org/name[@revision]``.
 
@@ -267,6 +303,7 @@ class LatentFace(nn.Module):
             cache_dir: Hub cache folder (default: huggingface_hub's).
             local_files_only: never touch the network; use the Hub cache only.
             device: where to put the model (default CPU).
+            renderer: rasterizer used by `render`, ``"native"`` or ``"pytorch3d"``.
 
         Returns:
             The model in eval mode.
@@ -277,7 +314,7 @@ class LatentFace(nn.Module):
         folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         config = hub.load_config(folder)
         with torch.device("meta"):  # no random initialisation: every parameter comes from the file
-            model = cls(config)
+            model = cls(config, renderer=renderer)
         hub.load_weights(model, folder)
         model.model_card = hub.read_card(folder)
         return model.eval().to(device or "cpu")

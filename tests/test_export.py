@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from latentface.export import save_obj, save_ply
+from latentface.export import mesh_arrays, save_obj, save_ply
 from latentface.render.mesh import depth_to_mesh
+from latentface.render.pose import rotation_matrix, transform_points
 
 H = W = 16
 FOV = 10.0
@@ -117,3 +119,21 @@ def test_errors(tmp_path: Path, save) -> None:
     with pytest.raises(ValueError):
         save(tmp_path / "new" / "x", nan, FOV)
     assert list(tmp_path.iterdir()) == []  # nothing written, no folder created
+
+
+def test_posed_mesh(tmp_path: Path) -> None:
+    depth = _bump()
+    angle = torch.tensor([math.radians(20.0)])
+    rot = rotation_matrix(torch.zeros(1), angle, torch.zeros(1))[0]
+    trans = torch.tensor([0.02, -0.01, 0.0])
+    verts, faces = mesh_arrays(depth, FOV, pose=(rot, trans), center_depth=1.0)
+    cam = transform_points(depth_to_mesh(depth[None].double(), FOV)[0], rot[None].double(), trans[None].double(), 1.0)
+    expected = cam[0].numpy().copy()
+    expected[:, 1:] *= -1
+    np.testing.assert_allclose(verts, expected, atol=1e-6)
+    np.testing.assert_array_equal(faces, mesh_arrays(depth, FOV)[1])
+    trimesh = pytest.importorskip("trimesh")
+    mesh = trimesh.load(save_ply(tmp_path / "posed.ply", depth, FOV, pose=(rot, trans)), process=False)
+    np.testing.assert_allclose(mesh.vertices, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="pose"):
+        mesh_arrays(depth, FOV, pose=(rot[None], trans))

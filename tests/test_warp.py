@@ -72,3 +72,24 @@ def test_warp_is_differentiable_in_depth_and_image() -> None:
     (sample_canonical(image, view) * view.mask[:, None]).sum().backward()
     assert depth.grad is not None and depth.grad.abs().sum() > 0
     assert image.grad is not None and image.grad.abs().sum() > 0
+
+
+def _sphere_depth(s: int, radius: float, center: float) -> torch.Tensor:
+    """Depth along each pixel's ray to the near side of a sphere centred on the optical axis."""
+    rays = backproject(torch.ones(1, s, s, dtype=torch.float64), 10.0)  # z = 1 on every ray
+    # |t r - c|^2 = radius^2 with c = (0, 0, center): t^2 |r|^2 - 2 t center + center^2 - radius^2 = 0
+    a = rays.pow(2).sum(-1)
+    disc = center**2 - a * (center**2 - radius**2)
+    return (center - disc.sqrt()) / a  # t, which is also the depth since r_z = 1
+
+
+def test_rotating_a_sphere_about_its_centre_renders_the_same_sphere() -> None:
+    s, radius, center = 32, 0.2, 1.2
+    depth = _sphere_depth(s, radius, center)
+    angle = torch.tensor([math.radians(15.0)], dtype=torch.float64)
+    rot = rotation_matrix(0.5 * angle, angle, torch.zeros_like(angle))
+    rendered = posed_depth(depth, rot, torch.zeros(1, 3, dtype=torch.float64), fov=10.0, center_depth=center)
+    covered = rendered < 100.0
+    assert 0.5 * s * s < covered.sum() < s * s  # the cap moved: part of the image is no longer covered
+    # The mesh is piecewise linear in screen space: its error is second order in the pixel spacing.
+    assert (rendered[covered] - depth[covered]).abs().max() < 1e-4

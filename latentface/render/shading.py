@@ -27,12 +27,6 @@ def normals_from_depth(depth: Tensor, fov: float) -> Tensor:
     return normal / (normal.pow(2).sum(-1, keepdim=True).sqrt() + _EPS)
 
 
-def light_direction(light_xy: Tensor) -> Tensor:
-    """Unit light direction (B, 3) from the light code's two direction values: ``normalise([x, y, 1])``."""
-    d = torch.cat([light_xy, torch.ones_like(light_xy[:, :1])], dim=1)
-    return d / d.pow(2).sum(1, keepdim=True).sqrt()
-
-
 def shade(normal: Tensor, ambient: Tensor, diffuse: Tensor, direction: Tensor) -> Tensor:
     """Lambertian shading (B, 1, H, W): ``ambient + diffuse * max(0, <normal, direction>)``.
 

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentface.render.backends import get_rasterizer
 from latentface.render.camera import backproject, intrinsics
 from latentface.render.mesh import depth_to_mesh
 from latentface.render.pose import inverse_transform_points, project, transform_points
-from latentface.render.raster import rasterize
 
 FAR = 100.0
 """Depth written where no surface is rendered (Neural Mesh Renderer's far plane); clamped away afterwards."""
@@ -39,17 +39,18 @@ class PosedView:
     mask: Tensor
 
 
-def posed_depth(canonical_depth: Tensor, rot: Tensor, trans: Tensor, fov: float, center_depth: float) -> Tensor:
+def posed_depth(canonical_depth: Tensor, rot: Tensor, trans: Tensor, fov: float, center_depth: float,
+                renderer: str = "native") -> Tensor:
     """Depth (B, H, W) of the posed canonical depth mesh rendered in the target view (`FAR` where empty)."""
     _, h, w = canonical_depth.shape
     verts, faces = depth_to_mesh(canonical_depth, fov)
     k = intrinsics(w, fov, canonical_depth.device, canonical_depth.dtype)
     screen = project(transform_points(verts, rot, trans, center_depth), k)
-    return rasterize(screen, faces, h, w, background=FAR).zbuf
+    return get_rasterizer(renderer)(screen, faces, h, w, background=FAR).zbuf
 
 
 def warp_view(canonical_depth: Tensor, rot: Tensor, trans: Tensor, fov: float, center_depth: float,
-              min_depth: float, max_depth: float) -> PosedView:
+              min_depth: float, max_depth: float, renderer: str = "native") -> PosedView:
     """Render the posed depth and the grid that pulls canonical pixels into the target view.
 
     Args:
@@ -58,10 +59,11 @@ def warp_view(canonical_depth: Tensor, rot: Tensor, trans: Tensor, fov: float, c
         fov: field of view in degrees.
         center_depth: depth of the rotation centre.
         min_depth, max_depth: the depth range, which sets the clamp margin.
+        renderer: rasterizer backend, ``"native"`` or ``"pytorch3d"`` (see `latentface.render.backends`).
     """
     _, h, w = canonical_depth.shape
     margin = (max_depth - min_depth) / 2
-    depth = posed_depth(canonical_depth, rot, trans, fov, center_depth).clamp(min_depth - margin, max_depth + margin)
+    depth = posed_depth(canonical_depth, rot, trans, fov, center_depth, renderer).clamp(min_depth - margin, max_depth + margin)
     points = inverse_transform_points(backproject(depth, fov).reshape(len(depth), -1, 3), rot, trans, center_depth)
     uv = project(points, intrinsics(w, fov, depth.device, depth.dtype))[..., :2].reshape(len(depth), h, w, 2)
     scale = torch.tensor([w - 1, h - 1], dtype=uv.dtype, device=uv.device)

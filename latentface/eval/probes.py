@@ -1,0 +1,246 @@
+"""Probes on any features: leave-one-out identity retrieval and a linear expression probe, with chance levels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Leave-one-out identity retrieval scores.
+
+    Attributes:
+        top1: fraction of queries whose most similar candidate has the query's identity.
+        mean_ap: mean over queries of the average precision of the same-identity candidates.
+        queries: number of queries scored.
+        excluded: number of items left out as queries because no candidate shares their identity.
+    """
+
+    top1: float
+    mean_ap: float
+    queries: int
+    excluded: int
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Linear probe scores on the test split, with chance levels.
+
+    Attributes:
+        accuracy: test accuracy.
+        macro_f1: F1 averaged over the classes present in the test labels or the predictions.
+        per_class_accuracy: (C,) recall of each class on the test split; NaN for classes absent from it.
+        majority_accuracy: test accuracy of always predicting the most frequent training class.
+        uniform_chance: 1 / number of classes.
+        weight_decay: the L2 weight selected on the validation split.
+        val_accuracy: validation accuracy of the selected weight.
+    """
+
+    accuracy: float
+    macro_f1: float
+    per_class_accuracy: Tensor
+    majority_accuracy: float
+    uniform_chance: float
+    weight_decay: float
+    val_accuracy: float
+
+
+def identity_retrieval(
+    features: Tensor,
+    labels: Tensor,
+    groups: Tensor | None = None,
+    *,
+    exclude_same_group: bool = False,
+    chunk_size: int = 256,
+) -> RetrievalResult:
+    """Leave-one-out identity retrieval by cosine similarity.
+
+    Every item is a query; its candidates are all other items (with `exclude_same_group`, only those of other
+    groups), ranked by cosine similarity; a candidate of another identity that ties with a same-identity one
+    ranks before it (ties count against the query). Queries with no same-identity candidate are left out and
+    counted. Time is O(N^2 log P) for P items per identity, without a full sort; memory is O(chunk_size * N).
+
+    Args:
+        features: (N, D) features.
+        labels: (N,) identity labels.
+        groups: (N,) condition labels (e.g. expression class or clip), used with `exclude_same_group`.
+        exclude_same_group: retrieve only across groups: items sharing the query's group are not candidates.
+        chunk_size: queries scored at once.
+
+    Returns:
+        :class:`RetrievalResult`.
+    """
+    n = _check_features(features, labels)
+    if exclude_same_group != (groups is not None):
+        raise ValueError("groups and exclude_same_group=True go together")
+    if groups is not None and groups.shape != labels.shape:
+        raise ValueError(f"groups {tuple(groups.shape)} must match labels {tuple(labels.shape)}")
+    feats = F.normalize(features.detach().to(torch.float32), dim=1)
+    labels = labels.to(feats.device)
+    groups = None if groups is None else groups.to(feats.device)
+    hits_top1 = 0
+    ap_sum = 0.0
+    queries = 0
+    for start in range(0, n, chunk_size):
+        query = torch.arange(start, min(start + chunk_size, n), device=feats.device)
+        candidate = query[:, None] != torch.arange(n, device=feats.device)[None, :]
+        if groups is not None:
+            candidate &= groups[query, None] != groups[None, :]
+        positive = candidate & (labels[query, None] == labels[None, :])
+        num_positive = positive.sum(1)
+        max_positive = int(num_positive.max())
+        if max_positive == 0:
+            continue
+        similarity = feats[query] @ feats.T
+        # Positive similarities in decreasing order t_1 >= t_2 >= ..., padded with -inf (a row has P_q of them).
+        top = similarity.masked_fill(~positive, -math.inf).topk(max_positive, dim=1).values
+        # above[q, j]: positives strictly more similar than candidate j; a negative j precedes (or ties) the
+        # k-th positive iff above < k, so the k-th positive's rank is k + #{negatives with above < k}.
+        above = torch.searchsorted(-top, -similarity, side="left")
+        negative = (candidate & ~positive).to(torch.int64)
+        histogram = torch.zeros(len(query), max_positive + 1, dtype=torch.int64, device=feats.device)
+        preceding = histogram.scatter_add_(1, above, negative).cumsum(1)[:, :max_positive]
+        k = torch.arange(1, max_positive + 1, device=feats.device)
+        valid = k[None, :] <= num_positive[:, None]
+        precision = torch.where(valid, k.double() / (k + preceding).double(), 0.0)
+        keep = num_positive > 0
+        hits_top1 += int((preceding[keep, 0] == 0).sum())
+        ap_sum += float((precision.sum(1)[keep] / num_positive[keep]).sum())
+        queries += int(keep.sum())
+    if queries == 0:
+        raise ValueError("no query has a same-identity candidate")
+    return RetrievalResult(top1=hits_top1 / queries, mean_ap=ap_sum / queries, queries=queries, excluded=n - queries)
+
+
+def linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    num_classes: int | None = None,
+    weight_decays: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    val_fraction: float = 0.2,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> ProbeResult:
+    """Multinomial logistic regression on standardised features (full-batch L-BFGS, CPU, float32).
+
+    Features are standardised with the mean and std of the training set. The L2 weight (``0.5 * wd * ||W||^2``
+    added to the mean cross-entropy; bias not penalised) is selected by accuracy on a stratified validation
+    split carved from the training set (ties go to the larger weight), then the model is refit on the whole
+    training set. The grid is fit largest weight first, from zero and then each fit from the previous solution;
+    the refit starts from the selected one. With the seeded split the probe is deterministic.
+
+    Args:
+        train_features: (N, D) training features.
+        train_labels: (N,) integer labels in [0, num_classes).
+        test_features: (M, D) test features.
+        test_labels: (M,) integer labels.
+        num_classes: number of classes; default ``max label + 1`` over both splits.
+        weight_decays: the grid of L2 weights.
+        val_fraction: fraction of each training class held out for selection.
+        max_iter: L-BFGS iterations per fit.
+        seed: seed of the validation split.
+
+    Returns:
+        :class:`ProbeResult`.
+    """
+    _check_features(train_features, train_labels)
+    _check_features(test_features, test_labels)
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(f"train and test feature sizes differ: {train_features.shape[1]} vs {test_features.shape[1]}")
+    if not weight_decays:
+        raise ValueError("weight_decays must not be empty")
+    y_train, y_test = (y.detach().to("cpu", torch.long) for y in (train_labels, test_labels))
+    classes = num_classes if num_classes is not None else int(max(y_train.max(), y_test.max())) + 1
+    if min(y_train.min(), y_test.min()) < 0 or max(y_train.max(), y_test.max()) >= classes:
+        raise ValueError(f"labels must lie in [0, {classes})")
+    x_train = train_features.detach().to("cpu", torch.float32)
+    mean = x_train.mean(0)
+    std = x_train.std(0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    z_train = (x_train - mean) / std
+    z_test = (test_features.detach().to("cpu", torch.float32) - mean) / std
+
+    fit_idx, val_idx = _stratified_split(y_train, val_fraction, seed)
+    params = (torch.zeros(classes, z_train.shape[1]), torch.zeros(classes))
+    best_wd, best_val, best_params = math.nan, -1.0, params
+    for wd in sorted(weight_decays, reverse=True):
+        params = _fit(z_train[fit_idx], y_train[fit_idx], params, wd, max_iter)
+        val = float((_predict(params, z_train[val_idx]) == y_train[val_idx]).double().mean())
+        if val > best_val:
+            best_wd, best_val, best_params = wd, val, params
+    pred = _predict(_fit(z_train, y_train, best_params, best_wd, max_iter), z_test)
+
+    true_pos = torch.bincount(y_test[pred == y_test], minlength=classes).double()
+    support = torch.bincount(y_test, minlength=classes).double()
+    predicted = torch.bincount(pred, minlength=classes).double()
+    present = (support + predicted) > 0
+    f1 = 2 * true_pos[present] / (support[present] + predicted[present])
+    majority = torch.bincount(y_train, minlength=classes).argmax()
+    return ProbeResult(
+        accuracy=float((pred == y_test).double().mean()),
+        macro_f1=float(f1.mean()),
+        per_class_accuracy=true_pos / support,
+        majority_accuracy=float((y_test == majority).double().mean()),
+        uniform_chance=1.0 / classes,
+        weight_decay=best_wd,
+        val_accuracy=best_val,
+    )
+
+
+def _fit(z: Tensor, y: Tensor, init: tuple[Tensor, Tensor], weight_decay: float, max_iter: int) -> tuple[Tensor, Tensor]:
+    """Fit (weight (C, D), bias (C,)) of a multinomial logistic regression with L-BFGS from `init`."""
+    weight, bias = (p.clone().requires_grad_(True) for p in init)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(F.linear(z, weight, bias), y) + 0.5 * weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _predict(params: tuple[Tensor, Tensor], z: Tensor) -> Tensor:
+    """Class predictions for standardised features."""
+    return F.linear(z, *params).argmax(1)
+
+
+def _stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices (fit, validation): ``floor(fraction * n_c)`` random items of each class go to validation."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    fit, val = [], []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        n_val = int(fraction * len(idx))
+        val.append(idx[:n_val])
+        fit.append(idx[n_val:])
+    val_idx, fit_idx = torch.cat(val).sort().values, torch.cat(fit).sort().values
+    if len(val_idx) == 0:
+        raise ValueError("the validation split is empty: too few training items per class for val_fraction")
+    return fit_idx, val_idx
+
+
+def _check_features(features: Tensor, labels: Tensor) -> int:
+    """Check (N, D) finite features against (N,) labels; return N."""
+    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
+    if features.shape[0] == 0:
+        raise ValueError("features are empty")
+    if not torch.isfinite(features).all():
+        raise ValueError("features contain NaN or Inf")
+    return features.shape[0]

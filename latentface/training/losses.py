@@ -1,0 +1,120 @@
+"""Unsup3D's Stage-1 losses: confidence-weighted photometric L1 and VGG16 relu3_3 perceptual loss.
+
+Images are compared in the [-1, 1] units of the original code (so the L1 term equals Unsup3D's); the
+perceptual network sees them ImageNet-normalised.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentface.errors import WeightsError
+
+EPS = 1e-7
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RELU3_3 = 16
+"""Number of VGG16 ``features`` layers up to and including relu3_3."""
+
+
+def photometric_loss(recon: Tensor, target: Tensor, mask: Tensor, sigma: Tensor | None = None) -> Tensor:
+    """Masked mean of ``|recon - target| * sqrt(2) / sigma + log(sigma)`` (Laplacian NLL), in [-1, 1] units.
+
+    Args:
+        recon, target: (B, 3, H, W) images in [0, 1] units.
+        mask: (B, 1, H, W) float weights (1 = valid).
+        sigma: optional (B, 1, H, W) confidence map; plain masked L1 when None.
+
+    Returns:
+        Scalar loss.
+    """
+    loss = (recon - target).abs() * 2  # [0, 1] -> [-1, 1] units
+    if sigma is not None:
+        loss = loss * math.sqrt(2) / (sigma + EPS) + (sigma + EPS).log()
+    mask = mask.expand_as(loss)
+    return (loss * mask).sum() / mask.sum()
+
+
+def vgg16_relu3_3(weights: str | os.PathLike = "imagenet") -> nn.Sequential:
+    """VGG16 ``features`` up to relu3_3, frozen, via timm.
+
+    Args:
+        weights: ``"imagenet"`` (timm's ``vgg16.tv_in1k`` from the Hugging Face Hub), a local file holding a
+            timm or torchvision VGG16 state dict, or ``"random"`` (random initialisation; tests only).
+
+    Raises:
+        WeightsError: the ImageNet weights cannot be downloaded or the file does not hold VGG16 weights.
+    """
+    import timm
+
+    if weights == "imagenet":
+        try:
+            net = timm.create_model("vgg16.tv_in1k", pretrained=True)
+        except Exception as e:  # network, Hub or cache errors all mean the same to the user
+            raise WeightsError(
+                "cannot download the ImageNet VGG16 weights (timm 'vgg16.tv_in1k') for the perceptual loss; pass a "
+                "local VGG16 state dict (--perceptual-weights FILE) instead"
+            ) from e
+        features = net.features[:RELU3_3]
+    else:
+        with torch.device("meta"):  # the classifier (most of VGG16's 138M parameters) is never materialised
+            features = timm.create_model("vgg16", pretrained=False).features[:RELU3_3]
+        if weights == "random":
+            features.to_empty(device="cpu")
+            for module in features:
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()
+        else:
+            features.load_state_dict(_vgg_features_state(Path(weights), features), assign=True)
+    for module in features:
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return features.requires_grad_(False).eval()
+
+
+def _vgg_features_state(path: Path, features: nn.Module) -> dict[str, Tensor]:
+    """The ``features.*`` tensors of a timm or torchvision VGG16 state dict, keyed as in `features`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"cannot read VGG16 weights from {path}: {e}") from e
+    wanted = {f"features.{k}": k for k in features.state_dict()}
+    missing = sorted(set(wanted) - set(state))
+    shapes = [k for k in wanted if k in state and state[k].shape != features.state_dict()[wanted[k]].shape]
+    if missing or shapes:
+        raise WeightsError(f"{path} does not hold VGG16 weights (missing {missing[:3]}, wrong shapes {shapes[:3]})")
+    return {wanted[k]: state[k] for k in wanted}
+
+
+class PerceptualLoss(nn.Module):
+    """Unsup3D's perceptual loss on VGG16 relu3_3 features with a confidence map.
+
+    ``(f_recon - f_target)^2 / (2 sigma^2) + log(sigma)``, averaged over the mask average-pooled to the feature
+    resolution.
+
+    Args:
+        features: the frozen feature network (`vgg16_relu3_3`).
+    """
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, recon: Tensor, target: Tensor, mask: Tensor, sigma: Tensor | None = None) -> Tensor:
+        """Scalar loss of (B, 3, H, W) images in [0, 1] units, (B, 1, H, W) mask, (B, 1, h, w) sigma."""
+        feats = self.features((torch.cat([recon, target]) - self.mean) / self.std)
+        f_recon, f_target = feats.chunk(2)
+        loss = (f_recon - f_target).pow(2)
+        if sigma is not None:
+            loss = loss / (2 * sigma.pow(2) + EPS) + (sigma + EPS).log()
+        h, w = loss.shape[-2:]
+        pooled = F.avg_pool2d(mask, kernel_size=(mask.shape[-2] // h, mask.shape[-1] // w)).expand_as(loss)
+        return (loss * pooled).sum() / pooled.sum()

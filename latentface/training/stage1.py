@@ -1,0 +1,64 @@
+"""Unsup3D's Stage-1 objective as a module whose forward returns the loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from latentface.model import LatentFace
+from latentface.outputs import FaceCodes, Rendering
+from latentface.training.losses import PerceptualLoss, photometric_loss
+
+
+@dataclass
+class Stage1Output:
+    """Total loss, its terms (scalars) and the rendering of both branches (batch 2B)."""
+
+    loss: Tensor
+    l1: Tensor
+    l1_flip: Tensor
+    perceptual: Tensor
+    perceptual_flip: Tensor
+    codes: FaceCodes
+    rendering: Rendering
+
+
+class Stage1Objective(nn.Module):
+    """Reconstruct the input through the 3D factors, in the input view, with and without the flip.
+
+    ``loss = L1 + lam_flip L1_flip + lam_perc (perc + lam_flip perc_flip)`` (LATENTFACE.md section 3). As in
+    Unsup3D, the reconstructions are zeroed (mid-grey, 0.5 in [0, 1] units) outside the mask valid in both
+    branches before the losses, and that mask carries no gradient.
+
+    Args:
+        model: the LatentFace model whose Stage-1 networks are trained.
+        perceptual: the perceptual loss (with its frozen feature network).
+        lam_flip: weight of the flipped branch.
+        lam_perc: weight of the perceptual terms.
+    """
+
+    def __init__(self, model: LatentFace, perceptual: PerceptualLoss, lam_flip: float = 0.5, lam_perc: float = 1.0
+                 ) -> None:
+        super().__init__()
+        self.model = model
+        self.perceptual = perceptual
+        self.lam_flip = lam_flip
+        self.lam_perc = lam_perc
+
+    def forward(self, images: Tensor, lam_flip: float | None = None) -> Stage1Output:
+        """Loss of a (B, 3, S, S) batch in [0, 1] on the model's device; `lam_flip` overrides the default."""
+        lam_flip = self.lam_flip if lam_flip is None else lam_flip
+        b = len(images)
+        codes = self.model.encode_batch(images)
+        rendering = self.model.render(codes, view="input", flip=True)
+        mask = rendering.mask[:, None].to(images.dtype)
+        recon = (rendering.image - 0.5) * mask + 0.5
+        sigma_pixel, sigma_perceptual = self.model.confidence_net(images * 2 - 1)
+        l1 = photometric_loss(recon[:b], images, mask[:b], sigma_pixel[:, :1])
+        l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
+        perc = self.perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
+        perc_flip = self.perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
+        loss = l1 + lam_flip * l1_flip + self.lam_perc * (perc + lam_flip * perc_flip)
+        return Stage1Output(loss=loss, l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
+                            codes=codes, rendering=rendering)

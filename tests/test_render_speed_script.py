@@ -1,0 +1,43 @@
+"""`benchmarks/render_speed.py --quick` runs end to end and writes a complete JSON report."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "render_speed.py"
+MEASURES = ("raster_fwd", "raster_fwd_bwd", "warp_fwd", "warp_fwd_bwd")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_render_speed_script_quick(tmp_path: Path) -> None:
+    output = tmp_path / "render.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--backends", "native", "--output", str(output)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| device | backend | size | batch |" in proc.stdout and "share of step" in proc.stdout
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["machine"]["cpu_model"] and "pytorch3d" in report["machine"]
+    [point] = report["results"]
+    assert (point["device"], point["backend"], point["size"], point["batch_size"]) == ("cpu", "native", 32, 2)
+    for name in MEASURES:
+        assert _positive(point[name]["ms_per_batch_median"]) and point[name]["calls"] >= 1
+    [stage1] = report["stage1"]
+    assert _positive(stage1["step"]["ms_per_batch_median"]) and _positive(stage1["formation_fwd_bwd"]["calls"])
+    assert 0 < stage1["share_of_step"] and _positive(stage1["added_to_rest_of_step"])
+
+
+def test_render_speed_script_rejects_missing_backend(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--backends", "nope", "--output", str(tmp_path / "x.json")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

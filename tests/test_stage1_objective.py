@@ -1,0 +1,69 @@
+"""Unsup3D's Stage-1 losses and objective (`latentface.training`)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import seeded_model, tiny_config
+from torch import nn
+
+from latentface.errors import WeightsError
+from latentface.training.losses import PerceptualLoss, photometric_loss, vgg16_relu3_3
+from latentface.training.stage1 import Stage1Objective
+
+
+def test_photometric_loss_values() -> None:
+    recon = torch.zeros(1, 3, 2, 2)
+    target = torch.full((1, 3, 2, 2), 0.25)
+    mask = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
+    # [-1, 1] units: |diff| = 0.5 everywhere; the masked-out pixel must not count even if it differs more.
+    target[..., 1, 1] = 1.0
+    assert photometric_loss(recon, target, mask).item() == pytest.approx(0.5)
+    sigma = torch.full((1, 1, 2, 2), 2.0)
+    expected = 0.5 * math.sqrt(2) / 2.0 + math.log(2.0)
+    assert photometric_loss(recon, target, mask, sigma).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_perceptual_loss_is_zero_for_equal_images_and_positive_otherwise() -> None:
+    torch.manual_seed(0)
+    loss = PerceptualLoss(vgg16_relu3_3("random"))
+    x = torch.rand(2, 3, 32, 32)
+    mask = torch.ones(2, 1, 32, 32)
+    assert loss(x, x, mask).item() == 0
+    assert loss(x, x.flip(-1), mask).item() > 0
+    assert loss(x, x, mask, torch.ones(2, 1, 8, 8)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_vgg_weights_from_a_file(tmp_path) -> None:
+    torch.manual_seed(0)
+    reference = vgg16_relu3_3("random")
+    state = {f"features.{k}": v for k, v in reference.state_dict().items()}
+    state["classifier.weight"] = torch.zeros(2)  # a full VGG16 state dict has more than the features
+    torch.save(state, tmp_path / "vgg16.pth")
+    features = vgg16_relu3_3(tmp_path / "vgg16.pth")
+    torch.testing.assert_close(features[14].weight, reference[14].weight)
+    assert len(features) == 16 and not any(p.requires_grad for p in features.parameters())
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="VGG16"):
+        vgg16_relu3_3(tmp_path / "bad.pth")
+
+
+def test_a_few_steps_decrease_the_loss() -> None:
+    model = seeded_model(tiny_config(rdm_width=None)).train()
+    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))  # VGG16 is too slow here
+    objective = Stage1Objective(model, PerceptualLoss(features.requires_grad_(False)))
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        out = objective(x)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert out.rendering.image.shape == (8, 3, 64, 64)  # both branches
+    assert losses[-1] < losses[0]
+    lam = 0.5
+    torch.testing.assert_close(out.loss, out.l1 + lam * out.l1_flip + out.perceptual + lam * out.perceptual_flip)
