@@ -7,8 +7,9 @@ indexing/slicing along the batch, and ``type(x).cat([...])`` to join results of 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -120,6 +121,8 @@ class Rendering(Batched):
         depth: (B, H, W) depth rendered in that view, clamped to the depth range plus a margin.
         normal: (B, 3, H, W) normals of that depth.
         mask: (B, H, W) bool, True where the face covers the pixel.
+        grid: (B, H, W, 2) where each pixel of that view samples the canonical maps (``grid_sample`` coordinates,
+            ``align_corners=True``): warps any other canonical map (a mask, a label image) into the view.
     """
 
     albedo: Tensor
@@ -131,3 +134,4 @@ class Rendering(Batched):
     depth: Tensor | None = None
     normal: Tensor | None = None
     mask: Tensor | None = None
+    grid: Tensor | None = None

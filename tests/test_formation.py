@@ -88,12 +88,22 @@ def test_nose_moves_as_documented() -> None:
     assert nose(pose_code(CONFIG, pitch=20.0))[0] > 2
 
 
+def test_grid_pulls_the_canonical_image_into_the_view() -> None:
+    albedo, depth = _face()
+    light, view = _codes(2)
+    out = form_image(albedo, depth, light, view, CONFIG)
+    warped = torch.nn.functional.grid_sample(out.canonical_image, out.grid, mode="bilinear", align_corners=True)
+    torch.testing.assert_close(warped, out.image, atol=0, rtol=0)
+    assert out.grid.shape == (2, S, S, 2)
+
+
 def test_canonical_view_only() -> None:
     albedo, depth = _face()
     light, _ = _codes(2)
     out = form_image(albedo, depth, light, None, CONFIG, flip=True)
-    assert out.image is None and out.mask is None and out.albedo.shape[0] == 4
-    torch.testing.assert_close(out.canonical_normal, normals_from_depth(out.canonical_depth, CONFIG.fov).permute(0, 3, 1, 2))
+    assert out.image is None and out.mask is None and out.grid is None and out.albedo.shape[0] == 4
+    normal = normals_from_depth(out.canonical_depth, CONFIG.fov).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out.canonical_normal, normal)
     torch.testing.assert_close(out.canonical_image, out.albedo * out.shading)
 
 
@@ -135,3 +145,14 @@ def test_renderer_choice_is_checked() -> None:
         with pytest.raises(ImportError, match="PyTorch3D"):
             model.renderer = "pytorch3d"
         assert model.renderer == "native"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    albedo, depth = _face()
+    light, view = _codes(2)
+    cpu = form_image(albedo, depth, light, view, CONFIG, flip=True)
+    cuda = form_image(albedo.cuda(), depth.cuda(), light.cuda(), view.cuda(), CONFIG, flip=True)
+    assert torch.equal(cpu.mask, cuda.mask.cpu())
+    torch.testing.assert_close(cuda.image.cpu(), cpu.image, atol=1e-9, rtol=0)
+    torch.testing.assert_close(cuda.depth.cpu(), cpu.depth, atol=1e-9, rtol=0)

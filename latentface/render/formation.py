@@ -43,7 +43,7 @@ def form_image(
         renderer: rasterizer backend, ``"native"`` or ``"pytorch3d"``.
 
     Returns:
-        `Rendering`; ``image``, ``depth``, ``normal`` and ``mask`` are None when `view` is None.
+        `Rendering`; ``image``, ``depth``, ``normal``, ``mask`` and ``grid`` are None when `view` is None.
     """
     if flip:
         albedo = torch.cat([albedo, albedo.flip(-1)])
@@ -67,6 +67,7 @@ def form_image(
     out.image = sample_canonical(out.canonical_image, posed)
     out.depth = posed.depth
     out.normal = normals_from_depth(posed.depth, config.fov).permute(0, 3, 1, 2)
+    out.grid = posed.grid
     mask = posed.mask
     if flip:
         both = mask.chunk(2)[0] & mask.chunk(2)[1]

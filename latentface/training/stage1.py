@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from latentface.model import LatentFace
@@ -33,14 +34,17 @@ class Stage1Objective(nn.Module):
 
     Args:
         model: the LatentFace model whose Stage-1 networks are trained.
-        perceptual: the perceptual loss (with its frozen feature network).
+        perceptual: the perceptual loss (with its frozen feature network); None only with ``lam_perc=0`` (then the
+            perceptual terms are zero and no feature network runs).
         lam_flip: weight of the flipped branch.
         lam_perc: weight of the perceptual terms.
     """
 
-    def __init__(self, model: LatentFace, perceptual: PerceptualLoss, lam_flip: float = 0.5, lam_perc: float = 1.0
-                 ) -> None:
+    def __init__(self, model: LatentFace, perceptual: PerceptualLoss | None, lam_flip: float = 0.5,
+                 lam_perc: float = 1.0) -> None:
         super().__init__()
+        if perceptual is None and lam_perc != 0:
+            raise ValueError("a perceptual loss is needed unless lam_perc is 0")
         self.model = model
         self.perceptual = perceptual
         self.lam_flip = lam_flip
@@ -57,8 +61,11 @@ class Stage1Objective(nn.Module):
         sigma_pixel, sigma_perceptual = self.model.confidence_net(images * 2 - 1)
         l1 = photometric_loss(recon[:b], images, mask[:b], sigma_pixel[:, :1])
         l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
-        perc = self.perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
-        perc_flip = self.perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
+        if self.perceptual is None:
+            perc = perc_flip = torch.zeros((), device=images.device)
+        else:
+            perc = self.perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
+            perc_flip = self.perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
         loss = l1 + lam_flip * l1_flip + self.lam_perc * (perc + lam_flip * perc_flip)
         return Stage1Output(loss=loss, l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
                             codes=codes, rendering=rendering)

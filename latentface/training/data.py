@@ -1,0 +1,44 @@
+"""Training datasets from a `DataConfig`, and the image or clip tensor of a collated batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from latentface.training.config import DataConfig
+
+IMAGE_KINDS = ("synthfaces", "synthfaces_folder", "image_folder", "celeba")
+CLIP_KINDS = ("synthfaces", "synthfaces_folder", "clip_folder", "voxceleb")
+
+
+def build_dataset(config: DataConfig, stage: int, image_size: int) -> Dataset:
+    """The dataset of a training stage: images for Stage 1, clips of ``config.clip_length`` frames for Stage 2.
+
+    Raises:
+        ValueError: the kind does not provide what the stage needs, or the root is empty or has the wrong layout.
+    """
+    kinds = IMAGE_KINDS if stage == 1 else CLIP_KINDS
+    if config.kind not in kinds:
+        raise ValueError(f"stage {stage} reads {'images' if stage == 1 else 'clips'}: data.kind must be one of {kinds}, "
+                         f"got {config.kind!r}")
+    if config.kind == "synthfaces":
+        from latentface.data.synthfaces import SynthConfig, SynthFacesClips, SynthFacesImages
+
+        world = SynthConfig(size=image_size)
+        if stage == 1:
+            return SynthFacesImages(config.identities, config.samples_per_identity, split=config.split,
+                                    seed=config.seed, config=world)
+        return SynthFacesClips(config.identities, config.samples_per_identity, config.clip_length,
+                               split=config.split, seed=config.seed, config=world)
+    if config.kind == "synthfaces_folder":
+        from latentface.data.synthfaces import SynthFacesFolder
+
+        return SynthFacesFolder(config.root, config.split, clips=stage == 2)
+    raise ValueError(f"data.kind {config.kind!r} is not available yet")
+
+
+def batch_tensor(batch: dict[str, Any]) -> Tensor:
+    """Images (B, 3, S, S) or clips (B, T, 3, S, S) of a collated batch (key ``frames``, else ``image``)."""
+    return batch["frames"] if "frames" in batch else batch["image"]

@@ -1,0 +1,61 @@
+"""LatentFace's Stage-2 objective: the RDMs learn to predict a clip's mean latent from each frame's latent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from latentface.diffusion import x0_loss
+from latentface.errors import WeightsError
+from latentface.model import LatentFace
+from latentface.outputs import Latents
+
+
+@dataclass
+class Stage2Output:
+    """Total loss (texture + shape), its two terms and the frames' latents with their clip-mean targets."""
+
+    loss: Tensor
+    albedo: Tensor
+    depth: Tensor
+    latents: Latents
+    targets: Latents
+
+
+class Stage2Objective(nn.Module):
+    """SNR-weighted x0-prediction loss of both RDMs, Stage 1 frozen (LATENTFACE.md section 4).
+
+    For every frame of a clip, the target x0 is the mean of the clip's latents (time-invariant: identity) and the
+    condition is the frame's own latent; t is drawn uniformly in [0, num_train_timesteps) per frame.
+
+    Args:
+        model: the LatentFace model; its Stage-1 networks are used without gradients, its RDMs are trained.
+    """
+
+    def __init__(self, model: LatentFace) -> None:
+        super().__init__()
+        if model.albedo_rdm is None or model.depth_rdm is None:
+            raise WeightsError("Stage 2 needs a model with RDMs (config rdm_width is None)")
+        self.model = model
+
+    def forward(self, clips: Tensor, generator: torch.Generator | None = None) -> Stage2Output:
+        """Loss of (B, T, 3, S, S) clips in [0, 1] on the model's device; `generator` draws t and the noise."""
+        if clips.ndim != 5:
+            raise ValueError(f"clips must be (B, T, 3, S, S), got {tuple(clips.shape)}")
+        b, t = clips.shape[:2]
+        with torch.no_grad():
+            codes = self.model.encode_batch(clips.flatten(0, 1))
+        latents = Latents(albedo=codes.albedo, depth=codes.depth)
+        targets = Latents(**{
+            name: getattr(latents, name).view(b, t, -1).mean(1, keepdim=True).expand(b, t, -1).reshape(b * t, -1)
+            for name in ("albedo", "depth")
+        })
+        losses = {}
+        for name, rdm in (("albedo", self.model.albedo_rdm), ("depth", self.model.depth_rdm)):
+            cond = getattr(latents, name)
+            losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
+                                   getattr(targets, name), self.model.schedule, generator)
+        return Stage2Output(loss=losses["albedo"] + losses["depth"], albedo=losses["albedo"], depth=losses["depth"],
+                            latents=latents, targets=targets)

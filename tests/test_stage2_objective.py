@@ -1,0 +1,55 @@
+"""LatentFace's Stage-2 objective (`latentface.training.stage2`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import seeded_model, tiny_config
+
+from latentface.errors import WeightsError
+from latentface.training.stage2 import Stage2Objective
+
+
+def test_targets_are_clip_means_and_stage1_gets_no_gradient() -> None:
+    model = seeded_model(tiny_config())
+    clips = torch.rand(2, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = Stage2Objective(model)(clips, generator=torch.Generator().manual_seed(1))
+    for name in ("albedo", "depth"):
+        lat, tgt = getattr(out.latents, name).view(2, 4, -1), getattr(out.targets, name).view(2, 4, -1)
+        torch.testing.assert_close(tgt, lat.mean(1, keepdim=True).expand_as(lat))
+    out.loss.backward()
+    assert all(p.grad is None for p in model.albedo_net.parameters())
+    assert all(p.grad is not None for p in model.albedo_rdm.parameters() if p.requires_grad)
+    torch.testing.assert_close(out.loss, out.albedo + out.depth)
+
+
+def test_the_same_generator_gives_the_same_loss() -> None:
+    model = seeded_model(tiny_config())
+    clips = torch.rand(1, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    objective = Stage2Objective(model)
+    losses = [objective(clips, generator=torch.Generator().manual_seed(5)).loss.item() for _ in range(2)]
+    assert losses[0] == losses[1]
+
+
+def test_a_few_steps_decrease_the_loss() -> None:
+    model = seeded_model(tiny_config()).train()
+    objective = Stage2Objective(model)
+    clips = torch.rand(2, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    params = [*model.albedo_rdm.parameters(), *model.depth_rdm.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = objective(clips, generator=g).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_errors() -> None:
+    with pytest.raises(WeightsError, match="RDM"):
+        Stage2Objective(seeded_model(tiny_config(rdm_width=None)))
+    with pytest.raises(ValueError, match="clips"):
+        Stage2Objective(seeded_model(tiny_config()))(torch.rand(2, 3, 64, 64))

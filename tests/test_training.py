@@ -1,0 +1,150 @@
+"""Training: configuration, the Accelerate loop, checkpoints, exact resume (also after SIGKILL), two processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latentface import LatentFace
+from latentface.training.config import TrainConfig, load_config
+from latentface.training.trainer import Trainer
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train.py"
+TINY = [
+    'model={"ae_width": 16, "light_pose_width": 8, "latent_dim": 32, "confidence_latent_dim": 16}',
+    "data.identities=8", "data.samples_per_identity=2", "optim.batch_size=4", "loss.lam_perc=0", "log_every=1",
+    "checkpoint_every=2", "image_every=3",
+]
+
+
+def _config(tmp_path: Path, name: str, *extra: str) -> TrainConfig:
+    return load_config(None, [*TINY, f"output_dir={tmp_path / name}", *extra])
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(f)]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "final" / "model.safetensors")
+
+
+def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
+    config = load_config(None, ["optim.lr=2e-4", "optim.betas=[0.5, 0.9]", "optim.max_steps=none",
+                                'model={"ae_width": 32}', "data.kind=image_folder", "data.root=/data"])
+    assert config.optim.lr == 2e-4 and config.optim.betas == (0.5, 0.9) and config.optim.max_steps is None
+    assert config.model == {"ae_width": 32} and config.optim.weight_decay == 5e-4 and config.loss.lam_flip == 0.5
+    path = tmp_path / "config.toml"
+    path.write_text(config.to_toml())
+    assert load_config(path) == config
+    assert load_config(path, ["seed=3"]).seed == 3
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    (["optim.learning_rate=1"], "unknown setting"),
+    (["optim.batch_size=2.5"], "integer"),
+    (["optim.batch_size=0"], "positive"),
+    (["stage=2"], "init"),
+    (["data.kind=celeba"], "data.root"),
+    (["data.kind=mnist"], "data.kind"),
+    (["mixed_precision=fp8"], "mixed_precision"),
+    (["lr"], "section.key=value"),
+])
+def test_config_errors(overrides: list[str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_config(None, overrides)
+
+
+def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path: Path) -> None:
+    config = _config(tmp_path, "run", "optim.max_steps=6")
+    final = Trainer(config).train()
+    run = tmp_path / "run"
+    assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3, 4, 5, 6]
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-00000004", "step-00000006"]
+    assert sorted(p.name for p in (run / "images").iterdir()) == ["step-00000003.png", "step-00000006.png"]
+    assert load_config(run / "config.toml") == config
+    model = LatentFace.from_pretrained(final)
+    assert model.config.ae_width == 16 and not model.config.has_rdm
+    assert "optimizer steps" in model.model_card and "[optim]" in model.model_card
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    Trainer(_config(tmp_path, "full", "optim.max_steps=6")).train()
+    Trainer(_config(tmp_path, "cut", "optim.max_steps=3")).train()
+    Trainer(_config(tmp_path, "cut", "optim.max_steps=6")).train(resume=True)
+    assert _rows(tmp_path / "cut") == _rows(tmp_path / "full")
+    full, cut = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_resume_after_sigkill_mid_training(tmp_path: Path) -> None:
+    steps = 40
+    args = [sys.executable, str(SCRIPT), *TINY, f"optim.max_steps={steps}", "image_every=0"]
+    subprocess.run([*args, f"output_dir={tmp_path / 'full'}"], check=True, capture_output=True, timeout=300)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*args, f"output_dir={run}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step-00000004").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its 4th step checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "final").exists()
+    done = subprocess.run([*args, f"output_dir={run}", "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _rows(run) == _rows(tmp_path / "full")
+    assert [int(r["step"]) for r in _rows(run)] == list(range(1, steps + 1))
+    full, resumed = _weights(tmp_path / "full"), _weights(run)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_cpu(tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(SCRIPT), *TINY, "optim.batch_size=2", "optim.max_steps=4", f"output_dir={run}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("weights written") == 1
+    assert (run / "checkpoints" / "step-00000004" / "random_states_1.pkl").is_file()
+    model = LatentFace.from_pretrained(run / "final")
+    assert "on 2 process(es)" in model.model_card
+    assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3, 4]
+
+
+def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}", 'model={"rdm_width": 32}',
+                                "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3",
+                                "optim.batch_size=2", "optim.grad_clip=1.0", "optim.max_steps=3", "log_every=1"])
+    model = LatentFace.from_pretrained(Trainer(config).train())
+    before = LatentFace.from_pretrained(stage1)
+    assert model.config.rdm_width == 32
+    assert torch.equal(model.albedo_net.decoder[0].weight, before.albedo_net.decoder[0].weight)  # Stage 1 frozen
+    assert [r["step"] for r in _rows(tmp_path / "s2")] == ["1", "2", "3"]
+    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth"}
+
+
+def test_wrong_data_for_the_stage(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        Trainer(_config(tmp_path, "small", "data.identities=1", "data.samples_per_identity=2"))
+    with pytest.raises(ValueError, match="stage 1 reads images"):
+        Trainer(_config(tmp_path, "clips", "data.kind=clip_folder", f"data.root={tmp_path}"))
