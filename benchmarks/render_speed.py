@@ -51,7 +51,7 @@ from latentface.training.stage1 import Stage1Objective
 
 CONFIG = LatentFaceConfig(rdm_width=None)
 MEASURES = ("raster_fwd", "raster_fwd_bwd", "warp_fwd", "warp_fwd_bwd")
-QUICK = {"sizes": [32], "batch_sizes": [2], "min_time": 0.1, "step_batch": 2}
+QUICK = {"sizes": [32], "batch_sizes": [2], "pytorch3d_cpu_batch_sizes": [2], "min_time": 0.1, "step_batch": 2}
 
 
 def scene(batch: int, size: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -113,7 +113,8 @@ def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time:
     model = LatentFace(CONFIG, renderer=backend).to(device).train()
     objective = Stage1Objective(model, PerceptualLoss(vgg16_relu3_3("random"))).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
-    x = torch.rand(batch, 3, CONFIG.image_size, CONFIG.image_size, generator=torch.Generator().manual_seed(1)).to(device)
+    size = CONFIG.image_size
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -137,9 +138,12 @@ def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time:
     return result
 
 
-def _fmt_ms(point: dict[str, float]) -> str:
-    v = point["ms_per_batch_median"]
+def _fmt(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def _fmt_ms(point: dict[str, float]) -> str:
+    return _fmt(point["ms_per_batch_median"])
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -158,7 +162,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["results"]:
         cells = [r["device"], r["backend"], str(r["size"]), str(r["batch_size"])]
-        cells += [_fmt_ms(r[name]) for name in MEASURES]
+        cells += [f"{_fmt_ms(r[name])} ({_fmt(r[name]['ms_per_batch_median'] / r['batch_size'])})" for name in MEASURES]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", ("| device | backend | batch | Stage-1 step (ms) | image formation fwd+bwd (ms) | share of step "
               "| added to the rest |"), "|---|---|---:|---:|---:|---:|---:|"]
@@ -179,6 +183,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rasterizer backends (default: native, and pytorch3d when installed)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes (grid mesh of S x S)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128], help="meshes per call")
+    p.add_argument("--pytorch3d-cpu-batch-sizes", type=int, nargs="+", default=[8],
+                   help="meshes per call for PyTorch3D on the CPU, whose naive rasterizer tests every face at every "
+                   "pixel (its time is linear in the batch; compare per mesh)")
     p.add_argument("--step-batch", type=int, default=64, help="batch of the Stage-1 step (the paper's 64)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -188,7 +195,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
-    if min(args.sizes) < 2 or min(args.batch_sizes) < 1 or args.step_batch < 1 or args.min_time <= 0:
+    batches = args.batch_sizes + args.pytorch3d_cpu_batch_sizes
+    if min(args.sizes) < 2 or min(batches) < 1 or args.step_batch < 1 or args.min_time <= 0:
         p.error("sizes must be >= 2 and batch sizes and --min-time positive")
     return args
 
@@ -217,20 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = args.min_time / 4
     report: dict[str, Any] = {
         "machine": machine,
-        "settings": {k: getattr(args, k) for k in ("backends", "sizes", "batch_sizes", "step_batch", "min_time",
-                                                   "quick")} | {"devices": [str(d) for d in devices]},
+        "settings": {k: getattr(args, k) for k in ("backends", "sizes", "batch_sizes", "pytorch3d_cpu_batch_sizes",
+                                                   "step_batch", "min_time", "quick")}
+        | {"devices": [str(d) for d in devices]},
         "results": [],
         "stage1": [],
     }
     started = time.perf_counter()
     for device in devices:
         for backend in args.backends:
+            cpu_pytorch3d = backend == "pytorch3d" and device.type == "cpu"
             for size in args.sizes:
-                for batch in args.batch_sizes:
+                for batch in args.pytorch3d_cpu_batch_sizes if cpu_pytorch3d else args.batch_sizes:
                     fns = render_fns(backend, batch, size, device)
                     point = {name: measure(fns[name], device, batch, args.min_time, warmup) for name in MEASURES}
-                    print(f"[{device} {backend} {size}px x{batch}] " + ", ".join(
-                        f"{k} {v['ms_per_batch_median']:.1f} ms" for k, v in point.items()), file=sys.stderr, flush=True)
+                    timings = ", ".join(f"{k} {v['ms_per_batch_median']:.1f} ms" for k, v in point.items())
+                    print(f"[{device} {backend} {size}px x{batch}] {timings}", file=sys.stderr, flush=True)
                     report["results"].append({"device": str(device), "backend": backend, "size": size,
                                               "batch_size": batch, **point})
             share = stage1_share(device, args.step_batch, args.min_time, warmup, backend)

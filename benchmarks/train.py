@@ -25,8 +25,8 @@ from latentface.training.trainer import Trainer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML configuration (default: the built-in defaults)")
     p.add_argument("--stage", type=int, choices=[1, 2], help="training stage (overrides the config's)")
     p.add_argument("--output-dir", help="run folder (overrides the config's output_dir)")

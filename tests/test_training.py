@@ -140,7 +140,22 @@ def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     assert model.config.rdm_width == 32
     assert torch.equal(model.albedo_net.decoder[0].weight, before.albedo_net.decoder[0].weight)  # Stage 1 frozen
     assert [r["step"] for r in _rows(tmp_path / "s2")] == ["1", "2", "3"]
-    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth"}
+    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth", "skipped_files"}
+
+
+def test_image_folder_with_a_broken_file_is_trained_on_and_the_skip_logged(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "faces"
+    root.mkdir()
+    for i in range(9):
+        Image.new("RGB", (80, 70), (20 * i, 100, 200 - 20 * i)).save(root / f"face{i}.png")
+    (root / "broken.png").write_bytes(b"not an image")
+    config = _config(tmp_path, "folder", "data.kind=image_folder", f"data.root={root}", "optim.batch_size=2",
+                     "optim.max_steps=5", "image_every=0")
+    Trainer(config).train()
+    rows = _rows(tmp_path / "folder")
+    assert len(rows) == 5 and sum(float(r["skipped_files"]) for r in rows) == 1  # one epoch: 10 files, one broken
 
 
 def test_wrong_data_for_the_stage(tmp_path: Path) -> None:
@@ -148,3 +163,12 @@ def test_wrong_data_for_the_stage(tmp_path: Path) -> None:
         Trainer(_config(tmp_path, "small", "data.identities=1", "data.samples_per_identity=2"))
     with pytest.raises(ValueError, match="stage 1 reads images"):
         Trainer(_config(tmp_path, "clips", "data.kind=clip_folder", f"data.root={tmp_path}"))
+    with pytest.raises(FileNotFoundError):
+        Trainer(_config(tmp_path, "missing", "data.kind=image_folder", f"data.root={tmp_path / 'nowhere'}"))
+
+
+@pytest.mark.parametrize("path", sorted((SCRIPT.parent / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_configs_load(path: Path) -> None:
+    config = load_config(path, ["data.root=/data", "init=weights"])
+    assert config.stage == (2 if "stage2" in path.stem else 1)
+    assert config.optim.weight_decay == 5e-4 and config.optim.betas == (0.9, 0.999)

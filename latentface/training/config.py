@@ -37,7 +37,7 @@ class DataConfig:
         samples_per_identity: SynthFaces images per identity (Stage 1) or clips per identity (Stage 2).
         seed: SynthFaces world seed.
         crop_list: CelebA bounding-box list for raw ``img_celeba`` images (Unsup3D's crop).
-        recrop: VoxCeleb re-crop filter file, as the official code's.
+        recrop: VoxCeleb frame-name filter, as the official code's (``"recrop"`` keeps ``*recrop*`` files only).
         on_error: ``"skip"`` unreadable files (reported and counted) or ``"raise"``.
         num_workers: DataLoader worker processes.
     """

@@ -21,8 +21,8 @@ def build_dataset(config: DataConfig, stage: int, image_size: int) -> Dataset:
     """
     kinds = IMAGE_KINDS if stage == 1 else CLIP_KINDS
     if config.kind not in kinds:
-        raise ValueError(f"stage {stage} reads {'images' if stage == 1 else 'clips'}: data.kind must be one of {kinds}, "
-                         f"got {config.kind!r}")
+        what = "images" if stage == 1 else "clips"
+        raise ValueError(f"stage {stage} reads {what}: data.kind must be one of {kinds}, got {config.kind!r}")
     if config.kind == "synthfaces":
         from latentface.data.synthfaces import SynthConfig, SynthFacesClips, SynthFacesImages
 
@@ -36,7 +36,21 @@ def build_dataset(config: DataConfig, stage: int, image_size: int) -> Dataset:
         from latentface.data.synthfaces import SynthFacesFolder
 
         return SynthFacesFolder(config.root, config.split, clips=stage == 2)
-    raise ValueError(f"data.kind {config.kind!r} is not available yet")
+    from latentface.data import CelebA, ClipFolder, ImageFolder, VoxCelebTracks
+
+    if config.kind == "image_folder":
+        return ImageFolder(config.root, image_size, on_error=config.on_error)
+    if config.kind == "celeba":
+        return CelebA(config.root, config.split, image_size, crop_list=config.crop_list, on_error=config.on_error)
+    if config.kind == "voxceleb":
+        return VoxCelebTracks(config.root, config.clip_length, image_size, recrop=config.recrop, seed=config.seed,
+                              on_error=config.on_error)
+    return ClipFolder(config.root, config.clip_length, image_size, seed=config.seed, on_error=config.on_error)
+
+
+def skipped_files(batch: dict[str, Any]) -> list[str]:
+    """``path<TAB>reason`` of the unreadable files the readers skipped while assembling this batch."""
+    return [s for s in batch.get("skipped", []) if s]
 
 
 def batch_tensor(batch: dict[str, Any]) -> Tensor:

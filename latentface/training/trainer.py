@@ -3,7 +3,8 @@
 Run folder layout (``TrainConfig.output_dir``)::
 
     config.toml                 the resolved configuration
-    metrics.csv                 one row per logged step (kept consistent with the checkpoint on resume)
+    metrics.csv                 one row per logged step (kept consistent with the checkpoint on resume); its
+                                ``skipped_files`` column counts the unreadable files skipped since the last row
     tensorboard/                TensorBoard events, when tensorboard is installed
     images/step-XXXXXXXX.png    input / albedo / depth / shading / reconstruction grids (Stage 1)
     checkpoints/step-XXXXXXXX/  full state: model, optimizer, RNG states, and trainer_state.json (step, epoch,
@@ -40,7 +41,7 @@ from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
 from latentface.model import LatentFace
 from latentface.training.config import TrainConfig
-from latentface.training.data import batch_tensor, build_dataset
+from latentface.training.data import batch_tensor, build_dataset, skipped_files
 from latentface.training.losses import PerceptualLoss, vgg16_relu3_3
 from latentface.training.stage1 import Stage1Objective
 from latentface.training.stage2 import Stage2Objective
@@ -260,13 +261,16 @@ class Trainer:
             progress = tqdm(total=self.total_steps, initial=self.state.step, desc=f"stage {cfg.stage}",
                             disable=not sys.stderr.isatty())
         window: dict[str, float] = {}
-        batches, seen, started = 0, 0, time.perf_counter()
+        batches, seen, skipped, started = 0, 0, 0, time.perf_counter()
         self.objective.train()
         while self.state.step < self.total_steps:
             self.loader.set_epoch(self.state.epoch)
+            if hasattr(self.dataset, "set_epoch"):  # clip readers draw each epoch's frames from (seed, epoch)
+                self.dataset.set_epoch(self.state.epoch)
             loader = acc.skip_first_batches(self.loader, self.state.batch_in_epoch)
             for batch in loader:
                 self.state.batch_in_epoch += 1
+                skipped += len(skipped_files(batch))
                 generator = _step_generator(cfg.seed, acc.process_index, self.state.epoch, self.state.batch_in_epoch)
                 images = self._augment(batch_tensor(batch), generator)
                 with acc.accumulate(self.objective):
@@ -290,9 +294,10 @@ class Trainer:
                     means = acc.reduce(torch.tensor([v / batches for v in window.values()], device=acc.device), "mean")
                     values = dict(zip(window, means.tolist(), strict=True))
                     values["images_per_s"] = seen / (time.perf_counter() - started)
+                    values["skipped_files"] = acc.reduce(torch.tensor(float(skipped), device=acc.device), "sum").item()
                     if acc.is_main_process:
                         self._log(values, tensorboard)
-                    window, batches, seen, started = {}, 0, 0, time.perf_counter()
+                    window, batches, seen, skipped, started = {}, 0, 0, 0, time.perf_counter()
                 if cfg.stage == 1 and cfg.image_every and self.state.step % cfg.image_every == 0 \
                         and acc.is_main_process:
                     self._save_images(images, output)

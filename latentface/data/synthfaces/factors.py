@@ -180,7 +180,7 @@ class Identity:
 
     def named(self) -> dict[str, Tensor]:
         """Each parameter as a (B, 1, 1) tensor, broadcastable against (B, H, W) maps."""
-        return {name: col[:, None, None] for name, col in zip(IDENTITY_PARAMS, self.params.unbind(1))}
+        return {name: col[:, None, None] for name, col in zip(IDENTITY_PARAMS, self.params.unbind(1), strict=True)}
 
     def index(self, rows: Tensor) -> Identity:
         """The identities at `rows` (a long tensor)."""
@@ -321,7 +321,7 @@ def sample_identities(seed: int, split: str, indices: Sequence[int], config: Syn
         `Identity` with one row per index.
     """
     draws, blotch, freckle, hair = (torch.stack(parts) for parts in zip(*(
-        _identity_draws(seed, split, int(i)) for i in indices)))
+        _identity_draws(seed, split, int(i)) for i in indices), strict=True))
     n = len(_CONTINUOUS)
     continuous = _LOWS + (_HIGHS - _LOWS) * draws[:, :n]
     categorical = torch.stack([(draws[:, n + k, None] >= cumulative).sum(1).float()

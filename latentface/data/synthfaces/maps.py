@@ -155,7 +155,7 @@ def canonical_face(identity: Identity, actions: Tensor, size: int, background_de
         `CanonicalFace` with depth, albedo, head mask and expression region.
     """
     p = identity.named()
-    a = {name: col[:, None, None] for name, col in zip(ACTIONS, actions.float().unbind(1))}
+    a = {name: col[:, None, None] for name, col in zip(ACTIONS, actions.float().unbind(1), strict=True)}
     u, y = _grid(size, size // 2)  # the right half: u = x > 0
     px = 2 / (size - 1)
 
