@@ -46,7 +46,8 @@ def main() -> None:
 
     print(f"texture latent {tuple(codes.albedo.shape)}, shape latent {tuple(codes.depth.shape)}, "
           f"light {tuple(codes.light.shape)}, pose {tuple(codes.view.shape)}")
-    print(f"identity texture {tuple(parts.identity.albedo.shape)}, expression texture {tuple(parts.expression.albedo.shape)}")
+    print(f"identity texture {tuple(parts.identity.albedo.shape)}, "
+          f"expression texture {tuple(parts.expression.albedo.shape)}")
     print(f"canonical image {tuple(view.canonical_image.shape)}, depth range "
           f"[{view.canonical_depth.min():.3f}, {view.canonical_depth.max():.3f}]")
     print(f"FER features {tuple(fer.shape)}")

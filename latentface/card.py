@@ -13,7 +13,11 @@ def model_card(config: LatentFaceConfig, *, title: str = "LatentFace weights", p
         title: heading of the card.
         provenance: markdown describing where the weights come from (sources, commands, licences).
     """
-    rdm = f"RDM width {config.rdm_width}, {config.sampling_steps} steps, sampler `{config.sampler}`" if config.has_rdm else "no RDM (Stage 1 only)"
+    rdm = (
+        f"RDM width {config.rdm_width}, {config.sampling_steps} steps, sampler `{config.sampler}`"
+        if config.has_rdm
+        else "no RDM (Stage 1 only)"
+    )
     lines = [
         "---",
         "library_name: latentface",
@@ -40,7 +44,8 @@ def model_card(config: LatentFaceConfig, *, title: str = "LatentFace weights", p
         "",
         f"- input: {config.image_size}x{config.image_size} RGB in [0, 1], resized with {config.preprocess.resample}"
         f" ({config.preprocess.resize_mode})",
-        f"- autoencoder width {config.ae_width}, light/pose width {config.light_pose_width}, latent size {config.latent_dim}",
+        f"- autoencoder width {config.ae_width}, light/pose width {config.light_pose_width}, "
+        f"latent size {config.latent_dim}",
         f"- {rdm}",
         "",
     ]

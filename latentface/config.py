@@ -130,7 +130,9 @@ class LatentFaceConfig:
         if not 1 <= self.sampling_steps <= self.num_train_timesteps:
             raise ValueError(f"sampling_steps must be in [1, {self.num_train_timesteps}], got {self.sampling_steps}")
         if self.preprocess.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"preprocess.resize_mode must be one of {RESIZE_MODES}, got {self.preprocess.resize_mode!r}")
+            raise ValueError(
+                f"preprocess.resize_mode must be one of {RESIZE_MODES}, got {self.preprocess.resize_mode!r}"
+            )
         if self.preprocess.resample not in ("bilinear", "bicubic"):
             raise ValueError(f"preprocess.resample must be 'bilinear' or 'bicubic', got {self.preprocess.resample!r}")
 

@@ -76,7 +76,9 @@ def _read_checkpoint(path: str | os.PathLike) -> dict[str, Mapping[str, Tensor]]
     except Exception as err:  # torch raises pickle, zip and runtime errors for corrupt or unsafe files
         raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r} with weights_only=True: {err}") from err
     if not isinstance(data, Mapping):
-        raise CheckpointError(f"checkpoint {os.fspath(path)!r} holds a {type(data).__name__}, expected a dict of networks")
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} holds a {type(data).__name__}, expected a dict of networks"
+        )
     return dict(data)
 
 
@@ -87,7 +89,8 @@ def _check_net(state: object, expected: Mapping[str, list[int]], net: str, sourc
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{source}: {net} does not match the official layout: missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"{source}: {net} does not match the official layout: "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
     for key, shape in expected.items():
@@ -274,7 +277,9 @@ def convert_checkpoints(
                 raise CheckpointError(f"{source}: netEA lacks the tensor conv_in.weight")
             width = int(conv_in.shape[0])
             if width not in RDM_WIDTHS:
-                raise CheckpointError(f"{source}: unsupported RDM width {width} (netEA.conv_in.weight), expected one of {RDM_WIDTHS}")
+                raise CheckpointError(
+                    f"{source}: unsupported RDM width {width} (netEA.conv_in.weight), expected one of {RDM_WIDTHS}"
+                )
             manifest = load_manifest(f"latentface_w{width}")
             for net in RDM_NETS:
                 rdm_states[net] = _check_net(ckpt[net], manifest[net], net, source)
@@ -295,7 +300,9 @@ def convert_checkpoints(
                                 f"(first at {key}); omit unsup3d to use the RDM checkpoint's own Stage 1"
                             )
         what = role if role == "Stage 1" else f"RDM (width {width})" + (", with Stage 1" if has_stage1 else "")
-        sources.append(f"- `{Path(source).name}`: {what}; layout `{layout or 'diffusers UNet2DModel'}`; sha256 `{_sha256(path)}`")
+        sources.append(
+            f"- `{Path(source).name}`: {what}; layout `{layout or 'diffusers UNet2DModel'}`; sha256 `{_sha256(path)}`"
+        )
     if not stage1:
         raise CheckpointError("no Stage-1 networks found: give the Unsup3D checkpoint")
 

@@ -87,7 +87,9 @@ def resolve(
 
     try:
         config_path = Path(
-            hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+            hf_hub_download(
+                repo_id, CONFIG_NAME, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+            )
         )
         # The snapshot folder is named by commit: pin the weights to the same commit as the config.
         commit = config_path.parent.name if re.fullmatch(r"[0-9a-f]{40}", config_path.parent.name) else revision

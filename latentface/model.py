@@ -231,7 +231,9 @@ class LatentFace(nn.Module):
     def _code_like(code: Tensor, like: Tensor, name: str) -> Tensor:
         """A per-item code (B, N), or one (N,) code for the whole batch, shaped and typed like `like`."""
         if code.shape not in ((like.shape[1],), like.shape):
-            raise ValueError(f"{name} must have shape ({like.shape[1]},) or {tuple(like.shape)}, got {tuple(code.shape)}")
+            raise ValueError(
+                f"{name} must have shape ({like.shape[1]},) or {tuple(like.shape)}, got {tuple(code.shape)}"
+            )
         return code.to(like).expand_as(like)
 
     @staticmethod

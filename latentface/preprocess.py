@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from PIL import Image, ImageOps
 
 from latentface.errors import InvalidImageError
 
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
-Images = Union[ImageInput, Sequence[ImageInput]]
+ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
+Images = ImageInput | Sequence[ImageInput]
 
 _FLOAT_TOLERANCE = 1e-4
 
@@ -54,7 +54,9 @@ def _array_to_chw(arr: np.ndarray, name: str) -> torch.Tensor:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise InvalidImageError(f"{name}: expected a numpy array HxW or HxWxC with C in (1, 3, 4), got shape {arr.shape}")
+        raise InvalidImageError(
+            f"{name}: expected a numpy array HxW or HxWxC with C in (1, 3, 4), got shape {arr.shape}"
+        )
     if arr.dtype == np.uint8:
         data = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -118,7 +120,9 @@ def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
     )
 
 
-def resize_square(chw: torch.Tensor, size: int, resample: str = "bilinear", resize_mode: str = "stretch") -> torch.Tensor:
+def resize_square(
+    chw: torch.Tensor, size: int, resample: str = "bilinear", resize_mode: str = "stretch"
+) -> torch.Tensor:
     """Resize one image (3, H, W) to (3, size, size), antialiased when shrinking.
 
     Args:

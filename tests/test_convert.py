@@ -18,11 +18,6 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from torch import Tensor, nn
-
-from latentface import CheckpointError, LatentFace, WeightsError
-from latentface.convert import LICENCE_NOTE, convert_checkpoints, load_manifest
-
 from conftest import (
     OFFICIAL_DECODER_START,
     OFFICIAL_STAGE1_NETS,
@@ -32,6 +27,10 @@ from conftest import (
     synthetic_weights,
     unsup3d_checkpoint,
 )
+from torch import Tensor, nn
+
+from latentface import CheckpointError, LatentFace, WeightsError
+from latentface.convert import LICENCE_NOTE, convert_checkpoints, load_manifest
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -261,7 +260,7 @@ def _assert_stage1_equivalent(model: LatentFace, official: Mapping[str, nn.Modul
             ref = official[name](x)
             assert ref.std() > 1e-3
             torch.testing.assert_close(decoded, ref)
-        for got, ref in zip(model.confidence_net(x), official["netC"](x)):
+        for got, ref in zip(model.confidence_net(x), official["netC"](x), strict=True):
             assert ref.shape[-1] in (16, 64) and ref.std() > 1e-4
             torch.testing.assert_close(got, ref)
 

@@ -81,7 +81,9 @@ def test_ddim_sampler_matches_current_diffusers_scheduler() -> None:
     for t in scheduler.timesteps:
         out = denoise(x[:, :, 0, 0], int(t))[:, :, None, None]
         x = scheduler.step(out, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
-    torch.testing.assert_close(sample(denoise, noise, NoiseSchedule(), 5, "ddim", 1.0), x[:, :, 0, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        sample(denoise, noise, NoiseSchedule(), 5, "ddim", 1.0), x[:, :, 0, 0], atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason="diffusers 0.14.0 reference fixture not generated")

@@ -32,7 +32,9 @@ FOV = 10.0
 
 def face_like_depth(batch: int = 2, size: int = S, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A bump (nearer in the middle) in front of a background plane at 1.1, different per image."""
-    v, u = torch.meshgrid(torch.linspace(-1, 1, size, dtype=dtype), torch.linspace(-1, 1, size, dtype=dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.linspace(-1, 1, size, dtype=dtype), torch.linspace(-1, 1, size, dtype=dtype), indexing="ij"
+    )
     depths = []
     for b in range(batch):
         r2 = (u / (0.6 + 0.05 * b)) ** 2 + (v / 0.7) ** 2
@@ -102,7 +104,9 @@ def test_mad_of_tilted_plane_against_flat_plane_is_the_tilt(theta: float) -> Non
     value = mad(tilted_plane(theta), flat, mask, fov=FOV, renormalize=True)
     assert math.isclose(float(value), theta, abs_tol=1e-6)
     # per pixel: exact away from the one-pixel border, where normals_from_depth pads with (0, 0, 1)
-    errors = angular_error(normals_from_depth(tilted_plane(theta), FOV), normals_from_depth(flat, FOV), renormalize=True)
+    errors = angular_error(
+        normals_from_depth(tilted_plane(theta), FOV), normals_from_depth(flat, FOV), renormalize=True
+    )
     assert torch.allclose(errors[0, 1:-1, 1:-1], torch.full((S - 2, S - 2), theta, dtype=torch.float64), atol=1e-6)
     assert errors[0, 0].abs().max() < 1e-6
 
@@ -178,7 +182,8 @@ def test_mean_depth_baseline() -> None:
     prediction = mean_depth_baseline(gt, mean)
     assert prediction.shape == gt.shape and torch.equal(prediction[3], mean)
     same = gt[:1].expand(3, S, S)
-    assert depth_metrics(mean_depth_baseline(same, mean_gt_depth(same)), same, renormalize=True).side.abs().max() < 1e-12
+    baseline = mean_depth_baseline(same, mean_gt_depth(same))
+    assert depth_metrics(baseline, same, renormalize=True).side.abs().max() < 1e-12
     with pytest.raises(ValueError):
         mean_depth_baseline(gt, mean[:-1])
 
@@ -196,7 +201,9 @@ def test_invalid_inputs_raise() -> None:
 # ---------------------------------------------------------------- retrieval
 
 
-def brute_force_retrieval(features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None) -> tuple[float, float, int]:
+def brute_force_retrieval(
+    features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None
+) -> tuple[float, float, int]:
     """Reference: loop over queries, full sort (no ties in random features)."""
     f = torch.nn.functional.normalize(features.double(), dim=1).numpy()
     lab = labels.numpy()
@@ -302,7 +309,8 @@ def test_linear_probe_separates_separable_features() -> None:
 def test_linear_probe_on_random_labels_is_near_chance_and_deterministic() -> None:
     generator = torch.Generator().manual_seed(0)
     x_train, x_test = torch.randn(1000, 32, generator=generator), torch.randn(600, 32, generator=generator)
-    y_train, y_test = torch.randint(0, 5, (1000,), generator=generator), torch.randint(0, 5, (600,), generator=generator)
+    y_train = torch.randint(0, 5, (1000,), generator=generator)
+    y_test = torch.randint(0, 5, (600,), generator=generator)
     result = linear_probe(x_train, y_train, x_test, y_test, seed=3)
     assert abs(result.accuracy - 0.2) < 0.07
     assert result.uniform_chance == 0.2

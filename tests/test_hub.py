@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from conftest import seeded_model, tiny_config
 
 from latentface import LatentFace, WeightsError, hub, list_pretrained
-
-from conftest import seeded_model, tiny_config
 
 
 def _save(tmp_path: Path, name: str = "weights") -> tuple[LatentFace, Path]:

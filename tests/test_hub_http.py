@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from latentface import LatentFace, WeightsError
-
 from conftest import seeded_model, tiny_config
 from hub_server import FakeHub
+
+from latentface import LatentFace, WeightsError
 
 
 def _files(model: LatentFace, folder: Path) -> dict[str, bytes]:
@@ -51,8 +50,13 @@ def test_download_revisions_and_cache(tmp_path: Path, monkeypatch: pytest.Monkey
         assert not [r for r in hub.requests[served:] if "/resolve/" in r[1]]
 
 
-@pytest.mark.parametrize("name,match", [("lab/missing", "RepositoryNotFound"), ("lab/latentface-tiny@nope", "RevisionNotFound")])
-def test_hub_errors_become_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, match: str) -> None:
+HUB_ERROR_CASES = [("lab/missing", "RepositoryNotFound"), ("lab/latentface-tiny@nope", "RevisionNotFound")]
+
+
+@pytest.mark.parametrize("name,match", HUB_ERROR_CASES)
+def test_hub_errors_become_weights_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, match: str
+) -> None:
     with FakeHub() as hub:
         hub.patch_client(monkeypatch)
         hub.add_commit("lab/latentface-tiny", _files(seeded_model(tiny_config()), tmp_path / "w"))

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants, errors, hf_hub_download
-
 from hub_server import FakeHub, git_blob_sha1
+from huggingface_hub import constants, errors, hf_hub_download
 
 # huggingface_hub >= 1.0 splits the remote case off EntryNotFoundError.
 RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import seeded_model, tiny_config
 
 from latentface import Disentangled, FaceCodes, LatentFace, Latents, Rendering, WeightsError
 from latentface.render import canonical_depth, normals_from_depth
-
-from conftest import seeded_model, tiny_config
 
 
 def test_encode_shapes_and_ranges(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -60,7 +59,9 @@ def test_identity_plus_expression_is_the_latent(tiny_model: LatentFace, images: 
 
 
 @pytest.mark.parametrize("steps,sampler", [(1, "official"), (10, "ddim"), (5, "ddim")])
-def test_steps_and_sampler_options_change_results(tiny_model: LatentFace, images: torch.Tensor, steps: int, sampler: str) -> None:
+def test_steps_and_sampler_options_change_results(
+    tiny_model: LatentFace, images: torch.Tensor, steps: int, sampler: str
+) -> None:
     codes = tiny_model.encode(images)
     default = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
     other = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0), steps=steps, sampler=sampler)
@@ -147,7 +148,9 @@ def test_canonical_depth_normalisation() -> None:
 def test_normals_of_planes() -> None:
     flat = normals_from_depth(torch.full((1, 16, 16), 1.0, dtype=torch.float64), fov=10.0)
     # Exact up to Unsup3D's 1e-7 in the normalisation, relative to cross products of length ~3e-5.
-    torch.testing.assert_close(flat, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(1, 16, 16, 3), atol=1e-2, rtol=0)
+    torch.testing.assert_close(
+        flat, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(1, 16, 16, 3), atol=1e-2, rtol=0
+    )
     assert torch.all(flat[..., :2] == 0)
     # A plane z = 1 + 0.5 x in camera space has normal ~ (-0.5, 0, 1) (up to the orientation convention).
     s = 32
@@ -160,7 +163,9 @@ def test_normals_of_planes() -> None:
     expected = expected / expected.norm()
     torch.testing.assert_close(n, expected.expand_as(n), atol=1e-6, rtol=0)
     border = normals_from_depth(depth, fov=10.0)[0, 0]
-    torch.testing.assert_close(border, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(border), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        border, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(border), atol=1e-6, rtol=0
+    )
 
 
 def test_result_containers_index_cat_and_move(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -181,13 +186,18 @@ def test_render_posed_views(tiny_model: LatentFace, images: torch.Tensor) -> Non
     frontal = tiny_model.render(codes, view="frontal")
     inside = frontal.mask
     assert inside.float().mean() > 0.9  # the zero pose sees the whole canonical face but its last row/column
-    torch.testing.assert_close(frontal.image.permute(0, 2, 3, 1)[inside], frontal.canonical_image.permute(0, 2, 3, 1)[inside],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        frontal.image.permute(0, 2, 3, 1)[inside],
+        frontal.canonical_image.permute(0, 2, 3, 1)[inside],
+        atol=1e-5,
+        rtol=0,
+    )
     torch.testing.assert_close(frontal.depth[inside], frontal.canonical_depth[inside], atol=1e-5, rtol=0)
     same = tiny_model.render(codes, view=torch.zeros(6))
     assert torch.equal(same.image, frontal.image)
     posed = tiny_model.render(codes)  # the pose in the codes
-    assert posed.image.shape == (4, 3, 64, 64) and posed.normal.shape == (4, 3, 64, 64) and posed.mask.dtype == torch.bool
+    assert posed.image.shape == (4, 3, 64, 64) and posed.normal.shape == (4, 3, 64, 64)
+    assert posed.mask.dtype == torch.bool
     assert not torch.equal(posed.depth, frontal.depth)
     with pytest.raises(ValueError, match="view must"):
         tiny_model.render(codes, view="profile")

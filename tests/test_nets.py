@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from latentface import LatentFace, LatentFaceConfig
 from latentface.convert import load_manifest
 from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEncoder, SharedRepeat
-
-from conftest import tiny_config
 
 
 def _official_name(native: str) -> tuple[str, str]:
@@ -20,7 +19,8 @@ def _official_name(native: str) -> tuple[str, str]:
     head, rest = native.split(".", 1)
     if head in ("albedo_net", "depth_net"):
         part, key = rest.split(".", 1)
-        return {"albedo_net": "netA", "depth_net": "netD"}[head], ("network1." if part == "encoder" else "network2.") + key
+        prefix = "network1." if part == "encoder" else "network2."
+        return {"albedo_net": "netA", "depth_net": "netD"}[head], prefix + key
     if head in ("light_net", "view_net"):
         return {"light_net": "netL", "view_net": "netV"}[head], "network." + rest
     part, key = rest.split(".", 1)
@@ -57,7 +57,8 @@ def test_repeated_block_shares_weights() -> None:
     repeats = [m for m in ed.modules() if isinstance(m, SharedRepeat)]
     assert [r.times for r in repeats] == [2, 2]
     # One set of weights per repeated block, however often it is applied.
-    assert sum(1 for k in ed.state_dict() if ".block." in k) == sum(1 for k in EncoderDecoder(3, 1, 16, 32, repeat=1).state_dict() if ".block." in k)
+    once = EncoderDecoder(3, 1, 16, 32, repeat=1)
+    assert sum(1 for k in ed.state_dict() if ".block." in k) == sum(1 for k in once.state_dict() if ".block." in k)
 
 
 def test_latent_is_bottleneck_of_full_forward() -> None:

@@ -22,8 +22,8 @@ def test_all_input_kinds_agree(tmp_path: Path) -> None:
     path = tmp_path / "face.png"
     Image.fromarray(arr).save(path)
     expected = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
-    for item in (arr, Image.fromarray(arr), path, str(path), expected, expected[None], (expected * 255).round().to(torch.uint8),
-                 arr.astype(np.float32) / 255, arr.astype(np.uint16) * 257):
+    for item in (arr, Image.fromarray(arr), path, str(path), expected, expected[None],
+                 (expected * 255).round().to(torch.uint8), arr.astype(np.float32) / 255, arr.astype(np.uint16) * 257):
         batch = to_batch(item, 64)
         assert batch.shape == (1, 3, 64, 64) and batch.dtype == torch.float32
         torch.testing.assert_close(batch[0], expected, atol=1e-6, rtol=0)

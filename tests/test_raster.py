@@ -18,7 +18,9 @@ def _square(x0: float, y0: float, x1: float, y1: float, z: float = 1.0) -> torch
     return torch.tensor([[[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]]], dtype=torch.float64)
 
 
-def _grid_mesh(n: int, origin: tuple[float, float], axis_u: tuple[float, float], axis_v: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_mesh(
+    n: int, origin: tuple[float, float], axis_u: tuple[float, float], axis_v: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A regular n x n vertex grid mapped affinely to the image, with a smooth depth; (1, n*n, 3) and faces.
 
     Each quad is split along alternating diagonals so that both diagonal directions are exercised.
@@ -52,7 +54,9 @@ def _coverage_count(verts: torch.Tensor, faces: torch.Tensor, height: int, width
     ],
 )
 @pytest.mark.parametrize("order", [[0, 1, 2], [0, 2, 1], [2, 0, 1]], ids=["ccw", "cw", "rotated"])
-def test_square_coverage_and_depth(corners: tuple[float, float, float, float], rows: range, cols: range, order: list[int]) -> None:
+def test_square_coverage_and_depth(
+    corners: tuple[float, float, float, float], rows: range, cols: range, order: list[int]
+) -> None:
     fragments = rasterize(_square(*corners, z=1.25), SQUARE_FACES[:, order], 8, 9)
     expected = torch.zeros(1, 8, 9, dtype=torch.bool)
     expected[0, rows.start : rows.stop, cols.start : cols.stop] = True
@@ -206,7 +210,9 @@ def test_no_faces() -> None:
 
 def test_interpolate_values_background_and_gradients() -> None:
     verts = _square(0.5, 0.5, 4.5, 4.5)
-    attributes = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 2.0]]], dtype=torch.float64, requires_grad=True)
+    attributes = torch.tensor(
+        [[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 2.0]]], dtype=torch.float64, requires_grad=True
+    )
     background = torch.tensor([-1.0, -2.0], dtype=torch.float64, requires_grad=True)
     fragments = rasterize(verts, SQUARE_FACES, 6, 6)
     out = interpolate(attributes, SQUARE_FACES, fragments, background=background)

@@ -114,7 +114,8 @@ def evaluation_mask(
 
 
 def angular_error(pred_normal: Tensor, gt_normal: Tensor, *, renormalize: bool = False) -> Tensor:
-    """Per-pixel angle between normals in degrees: ``acos(clamp(<n_pred, n_gt>, -1, 1))`` (``compute_angular_distance``).
+    """Per-pixel angle between normals in degrees: ``acos(clamp(<n_pred, n_gt>, -1, 1))``
+    (``compute_angular_distance``).
 
     Args:
         pred_normal: (B, H, W, 3) predicted normals.
@@ -127,7 +128,9 @@ def angular_error(pred_normal: Tensor, gt_normal: Tensor, *, renormalize: bool =
         (B, H, W) angles in degrees.
     """
     if pred_normal.shape != gt_normal.shape or pred_normal.ndim != 4 or pred_normal.shape[-1] != 3:
-        raise ValueError(f"normals must both be (B, H, W, 3), got {tuple(pred_normal.shape)} and {tuple(gt_normal.shape)}")
+        raise ValueError(
+            f"normals must both be (B, H, W, 3), got {tuple(pred_normal.shape)} and {tuple(gt_normal.shape)}"
+        )
     if renormalize:
         pred_normal, gt_normal = F.normalize(pred_normal, dim=-1), F.normalize(gt_normal, dim=-1)
     return torch.rad2deg((pred_normal * gt_normal).sum(-1).clamp(-1, 1).acos())
@@ -340,7 +343,9 @@ def _warn_empty(mask: Tensor) -> None:
     """Warn when some images have an empty evaluation mask (their metrics are NaN)."""
     empty = int((mask.flatten(1).sum(1) == 0).sum())
     if empty:
-        warnings.warn(f"{empty} image(s) have an empty evaluation mask; their metrics are NaN", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{empty} image(s) have an empty evaluation mask; their metrics are NaN", RuntimeWarning, stacklevel=3
+        )
 
 
 def _check_maps(**maps: Tensor | None) -> None:

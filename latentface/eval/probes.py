@@ -196,7 +196,9 @@ def linear_probe(
     )
 
 
-def _fit(z: Tensor, y: Tensor, init: tuple[Tensor, Tensor], weight_decay: float, max_iter: int) -> tuple[Tensor, Tensor]:
+def _fit(
+    z: Tensor, y: Tensor, init: tuple[Tensor, Tensor], weight_decay: float, max_iter: int
+) -> tuple[Tensor, Tensor]:
     """Fit (weight (C, D), bias (C,)) of a multinomial logistic regression with L-BFGS from `init`."""
     weight, bias = (p.clone().requires_grad_(True) for p in init)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -238,7 +240,9 @@ def _stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tenso
 def _check_features(features: Tensor, labels: Tensor) -> int:
     """Check (N, D) finite features against (N,) labels; return N."""
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
-        raise ValueError(f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"features must be (N, D) and labels (N,), got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     if features.shape[0] == 0:
         raise ValueError("features are empty")
     if not torch.isfinite(features).all():

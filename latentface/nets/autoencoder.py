@@ -65,7 +65,9 @@ def conv_encoder(cin: int, zdim: int, nf: int, repeat: int = 0) -> nn.Sequential
     return _with_repeat(layers, 11, _lrelu_down_block(nf), repeat)
 
 
-def conv_decoder(zdim: int, cout: int, nf: int, repeat: int = 0, activation: type[nn.Module] | None = None) -> nn.Sequential:
+def conv_decoder(
+    zdim: int, cout: int, nf: int, repeat: int = 0, activation: type[nn.Module] | None = None
+) -> nn.Sequential:
     """Decoder half: code (B,zdim,1,1) -> map (B,cout,S,S), followed by `activation` when given."""
     layers: list[nn.Module] = [
         nn.ConvTranspose2d(zdim, nf * 8, 4, stride=1, padding=0, bias=False),

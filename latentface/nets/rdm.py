@@ -84,7 +84,9 @@ class ConditionalDenoiser(nn.Module):
         norm_groups: GroupNorm groups.
     """
 
-    def __init__(self, latent_dim: int = 256, width: int = 128, layers_per_block: int = 2, norm_groups: int = 32) -> None:
+    def __init__(
+        self, latent_dim: int = 256, width: int = 128, layers_per_block: int = 2, norm_groups: int = 32
+    ) -> None:
         super().__init__()
         time_dim = 4 * width
         self.width = width

@@ -13,14 +13,18 @@ import torch
 from torch import Tensor
 
 
-def intrinsics(size: int, fov: float, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def intrinsics(
+    size: int, fov: float, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Camera matrix K (3, 3) for a square image of `size` pixels and field of view `fov` degrees."""
     c = (size - 1) / 2
     f = c / math.tan(math.radians(fov / 2))
     return torch.tensor([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]], device=device, dtype=dtype)
 
 
-def pixel_grid(height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def pixel_grid(
+    height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Homogeneous pixel coordinates (H, W, 3) with entries (u, v, 1) = (j, i, 1)."""
     v, u = torch.meshgrid(
         torch.arange(height, device=device, dtype=dtype), torch.arange(width, device=device, dtype=dtype), indexing="ij"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import Tensor
 
 
-def canonical_depth(raw: Tensor, min_depth: float, max_depth: float, border_depth: float, border_columns: int) -> Tensor:
+def canonical_depth(
+    raw: Tensor, min_depth: float, max_depth: float, border_depth: float, border_columns: int
+) -> Tensor:
     """Normalise raw depth as Unsup3D does.
 
     Subtract the per-image mean, apply tanh, rescale [-1, 1] to [min_depth, max_depth], and set the

@@ -137,7 +137,9 @@ def _check_inputs(verts: Tensor, faces: Tensor, height: int, width: int, max_can
     if faces.device != verts.device:
         raise ValueError(f"faces on {faces.device} but verts on {verts.device}")
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[1]):
-        raise ValueError(f"face indices must lie in [0, {verts.shape[1]}), got [{int(faces.min())}, {int(faces.max())}]")
+        raise ValueError(
+            f"face indices must lie in [0, {verts.shape[1]}), got [{int(faces.min())}, {int(faces.max())}]"
+        )
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     if max_candidates < 1:

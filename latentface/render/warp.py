@@ -63,7 +63,9 @@ def warp_view(canonical_depth: Tensor, rot: Tensor, trans: Tensor, fov: float, c
     """
     _, h, w = canonical_depth.shape
     margin = (max_depth - min_depth) / 2
-    depth = posed_depth(canonical_depth, rot, trans, fov, center_depth, renderer).clamp(min_depth - margin, max_depth + margin)
+    depth = posed_depth(canonical_depth, rot, trans, fov, center_depth, renderer).clamp(
+        min_depth - margin, max_depth + margin
+    )
     points = inverse_transform_points(backproject(depth, fov).reshape(len(depth), -1, 3), rot, trans, center_depth)
     uv = project(points, intrinsics(w, fov, depth.device, depth.dtype))[..., :2].reshape(len(depth), h, w, 2)
     scale = torch.tensor([w - 1, h - 1], dtype=uv.dtype, device=uv.device)
