@@ -51,7 +51,8 @@ class LatentFaceConfig:
         rdm_width: block width of the RDM denoisers (128 released, 1024 first release); ``None`` for a
             Stage-1-only model.
         rdm_layers_per_block: residual blocks per down block (the up block has one more).
-        rdm_norm_groups: GroupNorm groups inside the RDM.
+        rdm_norm_groups: GroupNorm groups inside the RDM (at least two channels per group: on the 1x1 input a
+            one-channel group normalises to zero).
         num_train_timesteps, beta_start, beta_end: linear noise schedule of the RDM.
         sampler: ``"official"`` (released behaviour, diffusers 0.14.0 DDIM step) or ``"ddim"`` (textbook).
         sampling_steps: DDIM steps (5: timesteps 800, 600, 400, 200, 0).
@@ -121,9 +122,11 @@ class LatentFaceConfig:
             raise ValueError(f"light_pose_width must be positive, got {self.light_pose_width}")
         if not self.min_depth < self.max_depth:
             raise ValueError(f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth})")
-        if self.rdm_width is not None and (self.rdm_width <= 0 or self.rdm_width % self.rdm_norm_groups):
+        if self.rdm_width is not None and (self.rdm_width <= 0 or self.rdm_width % (2 * self.rdm_norm_groups)):
+            # On a 1x1 input, a group of one channel is normalised to zero: the block would ignore its input.
             raise ValueError(
-                f"rdm_width must be a positive multiple of rdm_norm_groups={self.rdm_norm_groups}, got {self.rdm_width}"
+                f"rdm_width must be a positive multiple of 2 * rdm_norm_groups={2 * self.rdm_norm_groups} (at least "
+                f"two channels per GroupNorm group), got {self.rdm_width}"
             )
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")

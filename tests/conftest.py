@@ -16,7 +16,7 @@ from latentface.convert import load_manifest
 def tiny_config(**overrides: object) -> LatentFaceConfig:
     """A small configuration with every part of the architecture (widths shrunk)."""
     values: dict[str, object] = dict(
-        ae_width=16, light_pose_width=8, latent_dim=32, confidence_latent_dim=16, rdm_width=32
+        ae_width=16, light_pose_width=8, latent_dim=32, confidence_latent_dim=16, rdm_width=32, rdm_norm_groups=8
     )
     values.update(overrides)
     return LatentFaceConfig(**values)  # type: ignore[arg-type]

@@ -68,7 +68,8 @@ def test_latent_is_bottleneck_of_full_forward() -> None:
     torch.testing.assert_close(ed.decode(z), out)
 
 
-@pytest.mark.parametrize("field,value", [("image_size", 96), ("image_size", 32), ("ae_width", 24), ("rdm_width", 48),
+@pytest.mark.parametrize("field,value", [("image_size", 96), ("image_size", 32), ("ae_width", 24), ("rdm_width", 40),
+                                         ("rdm_norm_groups", 32),  # one channel per group: a constant denoiser
                                          ("sampler", "ddpm"), ("min_depth", 2.0), ("sampling_steps", 0)])
 def test_config_rejects_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
@@ -89,3 +90,4 @@ def test_shipped_manifests_equal_the_reference(name: str) -> None:
     if not reference.is_file():
         pytest.skip("the project's shared reference folder is not beside this checkout")
     assert load_manifest(name) == json.loads(reference.read_text())
+

@@ -67,3 +67,17 @@ def test_a_few_steps_decrease_the_loss() -> None:
     assert losses[-1] < losses[0]
     lam = 0.5
     torch.testing.assert_close(out.loss, out.l1 + lam * out.l1_flip + out.perceptual + lam * out.perceptual_flip)
+    assert out.depth_smoothness > 0
+
+
+def test_depth_smoothness_term() -> None:
+    model = seeded_model(tiny_config(rdm_width=None))
+    objective = Stage1Objective(model, None, lam_perc=0.0, lam_depth_sm=2.0)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = objective(x)
+    torch.testing.assert_close(out.loss, out.l1 + 0.5 * out.l1_flip + 2.0 * out.depth_smoothness)
+    depth = out.rendering.canonical_depth[:2, :, 2:-2]
+    expected = ((depth[:, 1:] - depth[:, :-1]).abs().mean() + (depth[:, :, 1:] - depth[:, :, :-1]).abs().mean()) / 0.2
+    torch.testing.assert_close(out.depth_smoothness, expected)
+    with pytest.raises(ValueError, match="perceptual"):
+        Stage1Objective(model, None)

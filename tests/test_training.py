@@ -132,7 +132,8 @@ def test_two_processes_on_cpu(tmp_path: Path) -> None:
 
 def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
-    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}", 'model={"rdm_width": 32}',
+    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}",
+                                'model={"rdm_width": 32, "rdm_norm_groups": 8}',
                                 "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3",
                                 "optim.batch_size=2", "optim.grad_clip=1.0", "optim.max_steps=3", "log_every=1"])
     model = LatentFace.from_pretrained(Trainer(config).train())
@@ -172,3 +173,14 @@ def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path, ["data.root=/data", "init=weights"])
     assert config.stage == (2 if "stage2" in path.stem else 1)
     assert config.optim.weight_decay == 5e-4 and config.optim.betas == (0.9, 0.999)
+
+
+def test_gradient_accumulation_and_bf16(tmp_path: Path) -> None:
+    config = _config(tmp_path, "accum", "optim.grad_accum=2", "optim.batch_size=2", "optim.max_steps=3",
+                     "mixed_precision=bf16", "image_every=0")
+    trainer = Trainer(config)
+    assert trainer.steps_per_epoch == 4  # 16 images / batch 2 = 8 batches, 2 per optimizer step
+    trainer.train()
+    rows = _rows(tmp_path / "accum")
+    assert [r["step"] for r in rows] == ["1", "2", "3"] and all(r["epoch"] == "0" for r in rows)
+    assert trainer.state.batch_in_epoch == 6

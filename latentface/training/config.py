@@ -87,6 +87,7 @@ class LossConfig:
         lam_flip_start_epoch: first epoch that uses `lam_flip`.
         lam_perc: weight of the perceptual terms; 0 turns them off and needs no VGG16 (a deviation for quick CPU
             runs, not the paper's recipe).
+        lam_depth_sm: weight of Unsup3D's optional depth smoothness term (0 for faces, as released).
         perceptual_weights: ``"imagenet"`` (timm ``vgg16.tv_in1k`` from the Hub), a local VGG16 state dict, or
             ``"random"`` (tests only).
     """
@@ -94,6 +95,7 @@ class LossConfig:
     lam_flip: float = 0.5
     lam_flip_start_epoch: int = 0
     lam_perc: float = 1.0
+    lam_depth_sm: float = 0.0
     perceptual_weights: str = "imagenet"
 
 

@@ -21,6 +21,7 @@ class Stage1Output:
     l1_flip: Tensor
     perceptual: Tensor
     perceptual_flip: Tensor
+    depth_smoothness: Tensor
     codes: FaceCodes
     rendering: Rendering
 
@@ -28,7 +29,10 @@ class Stage1Output:
 class Stage1Objective(nn.Module):
     """Reconstruct the input through the 3D factors, in the input view, with and without the flip.
 
-    ``loss = L1 + lam_flip L1_flip + lam_perc (perc + lam_flip perc_flip)`` (LATENTFACE.md section 3). As in
+    ``loss = L1 + lam_flip L1_flip + lam_perc (perc + lam_flip perc_flip) + lam_depth_sm smoothness``
+    (LATENTFACE.md section 3). The smoothness term is Unsup3D's optional one (0 for its faces, used for its
+    synthetic cars): the mean absolute difference of neighbouring canonical depths over ``max - min``, here over
+    the columns inside the clamped border (Unsup3D takes it before the clamp; inside they are equal). As in
     Unsup3D, the reconstructions are zeroed (mid-grey, 0.5 in [0, 1] units) outside the mask valid in both
     branches before the losses, and that mask carries no gradient.
 
@@ -38,10 +42,11 @@ class Stage1Objective(nn.Module):
             perceptual terms are zero and no feature network runs).
         lam_flip: weight of the flipped branch.
         lam_perc: weight of the perceptual terms.
+        lam_depth_sm: weight of the depth smoothness term.
     """
 
     def __init__(self, model: LatentFace, perceptual: PerceptualLoss | None, lam_flip: float = 0.5,
-                 lam_perc: float = 1.0) -> None:
+                 lam_perc: float = 1.0, lam_depth_sm: float = 0.0) -> None:
         super().__init__()
         if perceptual is None and lam_perc != 0:
             raise ValueError("a perceptual loss is needed unless lam_perc is 0")
@@ -49,6 +54,7 @@ class Stage1Objective(nn.Module):
         self.perceptual = perceptual
         self.lam_flip = lam_flip
         self.lam_perc = lam_perc
+        self.lam_depth_sm = lam_depth_sm
 
     def forward(self, images: Tensor, lam_flip: float | None = None) -> Stage1Output:
         """Loss of a (B, 3, S, S) batch in [0, 1] on the model's device; `lam_flip` overrides the default."""
@@ -66,6 +72,14 @@ class Stage1Objective(nn.Module):
         else:
             perc = self.perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
             perc_flip = self.perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
-        loss = l1 + lam_flip * l1_flip + self.lam_perc * (perc + lam_flip * perc_flip)
+        smooth = self._depth_smoothness(rendering.canonical_depth[:b])
+        loss = l1 + lam_flip * l1_flip + self.lam_perc * (perc + lam_flip * perc_flip) + self.lam_depth_sm * smooth
         return Stage1Output(loss=loss, l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
-                            codes=codes, rendering=rendering)
+                            depth_smoothness=smooth, codes=codes, rendering=rendering)
+
+    def _depth_smoothness(self, depth: Tensor) -> Tensor:
+        cfg = self.model.config
+        if cfg.border_columns:
+            depth = depth[:, :, cfg.border_columns:-cfg.border_columns]
+        scale = cfg.max_depth - cfg.min_depth
+        return ((depth[:, 1:] - depth[:, :-1]).abs().mean() + (depth[:, :, 1:] - depth[:, :, :-1]).abs().mean()) / scale

@@ -116,7 +116,8 @@ class Trainer:
                 perceptual = PerceptualLoss(vgg16_relu3_3(config.loss.perceptual_weights))
             if config.loss.lam_perc == 0:  # its confidence head gets no gradient (DDP requires every one to)
                 model.confidence_net.head_perceptual.requires_grad_(False)
-            objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc)
+            objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc,
+                                                   config.loss.lam_depth_sm)
         else:
             objective = Stage2Objective(model)
         self.dataset = build_dataset(config.data, config.stage, model.config.image_size)
