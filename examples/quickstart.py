@@ -1,56 +1,60 @@
-"""Encode, disentangle and render faces with LatentFace, offline.
+"""Encode, disentangle and reconstruct the bundled sample faces with the bundled `synthfaces-tiny` weights, offline.
 
-    python examples/quickstart.py                       # randomly initialised model (no download)
-    python examples/quickstart.py --weights DIR_OR_HUB_ID path/to/face.jpg ...
+    python examples/quickstart.py                                   # bundled weights and sample faces
+    python examples/quickstart.py --weights DIR_OR_HUB_ID face1.jpg face2.png --output out/
 
-Without --weights the model has random weights: the numbers are meaningless, but every step of the API
-runs. Convert the official checkpoints with `latentface convert` to get real ones.
+Writes `reconstruction.png` (one row per face: input, albedo, depth, normals, shading, reconstruction, frontal
+view, relit view) and `turntable.gif` (the first face under a yaw sweep) to the output folder.
+`synthfaces-tiny` is a small model trained on synthetic faces (SynthFaces) on a CPU: it shows the pipeline, it is
+not a model of real faces; convert the official checkpoints with `latentface convert` for those.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from latentface import LatentFace
+from latentface.visualize import depth_to_rgb, normal_to_rgb, save_grid, save_turntable, shading_to_rgb
 
-
-def demo_images(n: int = 4) -> list[Image.Image]:
-    """Smooth synthetic test images (no face data ships with the package yet)."""
-    yy, xx = np.mgrid[0:96, 0:96] / 95.0
-    return [
-        Image.fromarray((255 * np.stack([xx, yy, np.full_like(xx, i / max(n - 1, 1))], -1)).astype(np.uint8))
-        for i in range(n)
-    ]
+SAMPLES = sorted((Path(__file__).parent / "faces").glob("*.png"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="*", help="image files (default: synthetic images)")
-    parser.add_argument("--weights", help="weights folder, built-in name or Hub id (default: random init)")
+    parser.add_argument("images", nargs="*", type=Path, default=SAMPLES, help="face images (default: examples/faces)")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--output", type=Path, default=Path("quickstart-output"), help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    model = LatentFace.from_pretrained(args.weights) if args.weights else LatentFace().eval()
-    images = args.images or demo_images()
-
+    model = LatentFace.from_pretrained(args.weights)
     with torch.inference_mode():
-        codes = model.encode(images)                       # texture/shape latents, light, pose
+        batch = model.preprocess(args.images)                 # (B, 3, 64, 64) in [0, 1]
+        codes = model.encode(batch)                           # texture/shape latents, light, pose
         parts = model.disentangle(codes, generator=torch.Generator().manual_seed(args.seed))
-        view = model.render(codes)                         # canonical albedo, depth, normals, shading
-        fer = model.features(images, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
+        view = model.render(codes)                            # reconstruction in the input view
+        frontal = model.render(codes, view="frontal")
+        relit = model.render(codes, light=model.light_code(ambient=0.3, diffuse=0.8, direction=(1, -0.5, 1)))
+        fer = model.features(batch, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
 
-    print(f"texture latent {tuple(codes.albedo.shape)}, shape latent {tuple(codes.depth.shape)}, "
-          f"light {tuple(codes.light.shape)}, pose {tuple(codes.view.shape)}")
-    print(f"identity texture {tuple(parts.identity.albedo.shape)}, "
-          f"expression texture {tuple(parts.expression.albedo.shape)}")
-    print(f"canonical image {tuple(view.canonical_image.shape)}, depth range "
-          f"[{view.canonical_depth.min():.3f}, {view.canonical_depth.max():.3f}]")
-    print(f"FER features {tuple(fer.shape)}")
+    mask = view.mask[:, None]
+    rows = [batch, view.albedo, depth_to_rgb(view.canonical_depth), normal_to_rgb(view.canonical_normal),
+            shading_to_rgb(view.shading), view.image * mask, frontal.image * frontal.mask[:, None],
+            relit.image * mask]
+    sheet = save_grid(torch.stack(rows, 1).flatten(0, 1), args.output / "reconstruction.png", nrow=len(rows))
+    turntable = save_turntable(model, codes[:1], args.output / "turntable.gif", frames=16, max_yaw=35)
+
+    error = ((view.image - batch).abs().mean(1) * view.mask).sum() / view.mask.sum()
+    print(f"{len(batch)} faces from {args.images[0].parent}: texture latent {tuple(codes.albedo.shape)}, "
+          f"shape latent {tuple(codes.depth.shape)}, light {tuple(codes.light.shape)}, pose {tuple(codes.view.shape)}")
+    print(f"identity / expression texture latents {tuple(parts.identity.albedo.shape)} / "
+          f"{tuple(parts.expression.albedo.shape)}; FER features {tuple(fer.shape)}")
+    print(f"reconstruction: mean absolute error {error:.3f} inside the mask; yaw of the faces "
+          f"{[round(float(y), 1) for y in codes.view[:, 1] * model.config.xyz_rotation_range]} degrees")
+    print(f"wrote {sheet} and {turntable}")
 
 
 if __name__ == "__main__":
