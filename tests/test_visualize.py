@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import seeded_model, tiny_config
 from PIL import Image, ImageSequence
 
 from latentface.render.shading import normals_from_depth
@@ -21,7 +22,6 @@ from latentface.visualize import (
     shading_to_rgb,
     turntable,
 )
-from tests.conftest import seeded_model, tiny_config
 
 
 def ramp_frames(f: int = 5, h: int = 24, w: int = 32) -> torch.Tensor:
