@@ -57,7 +57,7 @@ from typing import Any
 import timing
 import torch
 import torch.nn.functional as F
-from timing import HelpFormatter, publish
+from timing import HelpFormatter, finite, load_model, publish
 from torch import Tensor
 from tqdm import tqdm
 
@@ -101,16 +101,6 @@ NO_RDM_NOTE = "the weights have no RDM (Stage 1 only): identity, expression and 
 
 class DataError(Exception):
     """The data folder cannot be used."""
-
-
-def load_model(name: str, device: torch.device) -> LatentFace:
-    """`LatentFace.from_pretrained` with a message that says what to do when the weights are not there."""
-    try:
-        return LatentFace.from_pretrained(name, device=device)
-    except WeightsError as err:
-        hint = (" (the bundled demo weights are not installed in this version; pass --weights with a weights folder,"
-                " e.g. the final/ folder of a training run, or a Hub id)") if name == DEFAULT_WEIGHTS else ""
-        raise WeightsError(f"cannot load weights {name!r}: {err}{hint}") from err
 
 
 # ---------------------------------------------------------------------------------------------------- features
@@ -247,7 +237,7 @@ def score_features(feats: dict[str, Tensor], identity: Tensor, expression: Tenso
             p = linear_probe(x[train], expression[train], x[test], expression[test], num_classes=num_classes,
                              val_fraction=val_fraction, max_iter=max_iter, seed=seed)
             row["probe"] = {"accuracy": p.accuracy, "macro_f1": p.macro_f1,
-                            "per_class_accuracy": [_finite(v) for v in p.per_class_accuracy.tolist()],
+                            "per_class_accuracy": [finite(v) for v in p.per_class_accuracy.tolist()],
                             "weight_decay": p.weight_decay, "val_accuracy": p.val_accuracy}
         out["features"][name] = row
     return out
@@ -332,14 +322,10 @@ def folder_clip_batches(dataset: SynthFacesFolder, batch_size: int, frames: int)
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def _clean(value: Any) -> Any:
     """NaN/Inf -> None, recursively (strict JSON)."""
     if isinstance(value, float):
-        return _finite(value)
+        return finite(value)
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):

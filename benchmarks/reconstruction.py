@@ -41,7 +41,6 @@ time) to ``--output``, written atomically. Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import socket
 import sys
 import time
@@ -54,7 +53,7 @@ from typing import Any
 import numpy as np
 import timing
 import torch
-from timing import HelpFormatter, publish
+from timing import HelpFormatter, finite, load_model, publish
 from torch import Tensor
 from tqdm import tqdm
 
@@ -119,16 +118,6 @@ class Batch:
     images: Tensor | list[Path]
     depth: Tensor
     face_mask: Tensor
-
-
-def load_model(name: str, device: torch.device) -> LatentFace:
-    """`LatentFace.from_pretrained` with a message that says what to do when the weights are not there."""
-    try:
-        return LatentFace.from_pretrained(name, device=device)
-    except WeightsError as err:
-        hint = (" (the bundled demo weights are not installed in this version; pass --weights with a weights folder,"
-                " e.g. the final/ folder of a training run, or a Hub id)") if name == DEFAULT_WEIGHTS else ""
-        raise WeightsError(f"cannot load weights {name!r}: {err}{hint}") from err
 
 
 def folder_frames(root: Path, split: str) -> list[tuple[Path, Path]]:
@@ -234,13 +223,9 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
             "model_images_per_s": images / model_seconds if model_seconds > 0 else None}
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def _summary(s: Any) -> dict[str, Any]:
     """A `Summary` as JSON (NaN -> null)."""
-    return {"mean": _finite(s.mean), "std": _finite(s.std), "count": s.count, "excluded": s.excluded}
+    return {"mean": finite(s.mean), "std": finite(s.std), "count": s.count, "excluded": s.excluded}
 
 
 def _pm(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import socket
@@ -16,6 +17,8 @@ from typing import Any
 import torch
 
 import latentface
+from latentface import LatentFace
+from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
 
 
@@ -97,3 +100,17 @@ def publish(report: dict[str, Any], table: str, output: Path) -> None:
     write_json_atomic(output, report)
     print(table)
     print(f"\nResults written to {output} (total {report['total_seconds']:.0f} s)")
+
+
+def load_model(name: str, device: torch.device) -> LatentFace:
+    """`LatentFace.from_pretrained`, with the weights' name in the error message."""
+    try:
+        return LatentFace.from_pretrained(name, device=device)
+    except WeightsError as err:
+        raise WeightsError(f"cannot load weights {name!r}: {err} (pass --weights: a built-in name, a weights folder "
+                           "such as the final/ folder of a training run, or a Hub id)") from err
+
+
+def finite(x: float) -> float | None:
+    """`x`, or None (JSON null) when it is NaN or infinite."""
+    return x if math.isfinite(x) else None
