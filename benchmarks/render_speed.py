@@ -203,11 +203,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    devices = [torch.device(d) for d in args.device]
-    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
-        print("CUDA requested but not available", file=sys.stderr)
+    devices = timing.devices(args.device, args.threads)
+    if devices is None:
         return 2
     for backend in args.backends:
         try:

@@ -272,11 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # silences a dtype-cast notice on every UNet `.to()`
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    devices = [torch.device(d) for d in args.device]
-    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
-        print("CUDA requested but not available", file=sys.stderr)
+    devices = timing.devices(args.device, args.threads)
+    if devices is None:
         return 2
     dtype = DTYPES[args.dtype]
     report: dict[str, Any] = {

@@ -9,6 +9,7 @@ import os
 import platform
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -114,3 +115,14 @@ def load_model(name: str, device: torch.device) -> LatentFace:
 def finite(x: float) -> float | None:
     """`x`, or None (JSON null) when it is NaN or infinite."""
     return x if math.isfinite(x) else None
+
+
+def devices(names: Sequence[str], threads: int | None) -> list[torch.device] | None:
+    """The requested devices (None, with a message, when CUDA is asked for but missing); sets the CPU threads."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    found = [torch.device(d) for d in names]
+    if any(d.type == "cuda" for d in found) and not torch.cuda.is_available():
+        print("CUDA requested but not available", file=sys.stderr)
+        return None
+    return found

@@ -186,3 +186,8 @@ def test_gradient_accumulation_and_bf16(tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == ["1", "2", "3"] and all(r["epoch"] == "0" for r in rows)
     state = (run / "checkpoints" / "step-00000003" / "trainer_state.json").read_text()
     assert '"batch_in_epoch": 6' in state  # two micro-batches per optimizer step
+
+
+def test_stage1_init_with_model_settings_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model settings"):
+        Trainer(_config(tmp_path, "init", f"init={tmp_path / 'weights'}"))

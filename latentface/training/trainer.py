@@ -69,9 +69,11 @@ def _step_generator(seed: int, *keys: int) -> torch.Generator:
 def build_model(config: TrainConfig) -> LatentFace:
     """A new Stage-1 model, or for Stage 2 the init weights with fresh RDMs (Stage 1 frozen)."""
     if config.stage == 1:
-        model_config = dataclasses.replace(LatentFaceConfig(rdm_width=None), **config.model)
-        model = LatentFace(model_config) if config.init is None else LatentFace.from_pretrained(config.init)
-        return model.train()
+        if config.init is None:
+            return LatentFace(dataclasses.replace(LatentFaceConfig(rdm_width=None), **config.model)).train()
+        if config.model:
+            raise ValueError("model settings describe a new Stage-1 model; with init= the init weights' config is used")
+        return LatentFace.from_pretrained(config.init).train()
     base = LatentFace.from_pretrained(config.init)
     model_config = dataclasses.replace(base.config, **({"rdm_width": 128} | config.model))
     if model_config.rdm_width is None:
