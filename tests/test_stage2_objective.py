@@ -53,3 +53,22 @@ def test_errors() -> None:
         Stage2Objective(seeded_model(tiny_config(rdm_width=None)))
     with pytest.raises(ValueError, match="clips"):
         Stage2Objective(seeded_model(tiny_config()))(torch.rand(2, 3, 64, 64))
+
+
+def test_reconstruction_term_uses_the_first_frames_light() -> None:
+    from dataclasses import replace
+
+    from latentface.training.stage1 import reconstruction_losses
+
+    model = seeded_model(tiny_config())
+    clips = torch.rand(2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = Stage2Objective(model)(clips, generator=torch.Generator().manual_seed(1))
+    frames = clips.flatten(0, 1)
+    with torch.no_grad():
+        codes = model.encode_batch(frames)
+        first = codes.light.view(2, 3, -1)[:, :1].expand(2, 3, -1).reshape(6, -1)
+        own = reconstruction_losses(model, frames, codes, None)
+        shared = reconstruction_losses(model, frames, replace(codes, light=first), None)
+    torch.testing.assert_close(out.reconstruction, shared.l1 + 0.5 * shared.l1_flip)
+    assert not torch.isclose(out.reconstruction, own.l1 + 0.5 * own.l1_flip)
+    assert not out.reconstruction.requires_grad

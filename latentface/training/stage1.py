@@ -26,6 +26,46 @@ class Stage1Output:
     rendering: Rendering
 
 
+@dataclass
+class ReconstructionLosses:
+    """The photometric and perceptual terms of both branches, and the rendering they score (batch 2B)."""
+
+    l1: Tensor
+    l1_flip: Tensor
+    perceptual: Tensor
+    perceptual_flip: Tensor
+    rendering: Rendering
+
+
+def reconstruction_losses(model: LatentFace, images: Tensor, codes: FaceCodes,
+                          perceptual: PerceptualLoss | None) -> ReconstructionLosses:
+    """Render `codes` in the input view with and without the flip and score both branches against `images`.
+
+    The reconstructions are set to mid-grey outside the mask valid in both branches (that mask carries no
+    gradient); the terms are confidence-weighted by the model's confidence network, as Unsup3D.
+
+    Args:
+        model: the model whose renderer and confidence network are used.
+        images: (B, 3, S, S) targets in [0, 1].
+        codes: the factors to render (usually ``model.encode_batch(images)``).
+        perceptual: the perceptual loss, or None to skip it (its terms are then zero).
+    """
+    b = len(images)
+    rendering = model.render(codes, view="input", flip=True)
+    mask = rendering.mask[:, None].to(images.dtype)
+    recon = (rendering.image - 0.5) * mask + 0.5
+    sigma_pixel, sigma_perceptual = model.confidence_net(images * 2 - 1)
+    l1 = photometric_loss(recon[:b], images, mask[:b], sigma_pixel[:, :1])
+    l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
+    if perceptual is None:
+        perc = perc_flip = torch.zeros((), device=images.device)
+    else:
+        perc = perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
+        perc_flip = perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
+    return ReconstructionLosses(l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
+                                rendering=rendering)
+
+
 class Stage1Objective(nn.Module):
     """Reconstruct the input through the 3D factors, in the input view, with and without the flip.
 
@@ -59,23 +99,14 @@ class Stage1Objective(nn.Module):
     def forward(self, images: Tensor, lam_flip: float | None = None) -> Stage1Output:
         """Loss of a (B, 3, S, S) batch in [0, 1] on the model's device; `lam_flip` overrides the default."""
         lam_flip = self.lam_flip if lam_flip is None else lam_flip
-        b = len(images)
         codes = self.model.encode_batch(images)
-        rendering = self.model.render(codes, view="input", flip=True)
-        mask = rendering.mask[:, None].to(images.dtype)
-        recon = (rendering.image - 0.5) * mask + 0.5
-        sigma_pixel, sigma_perceptual = self.model.confidence_net(images * 2 - 1)
-        l1 = photometric_loss(recon[:b], images, mask[:b], sigma_pixel[:, :1])
-        l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
-        if self.perceptual is None:
-            perc = perc_flip = torch.zeros((), device=images.device)
-        else:
-            perc = self.perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
-            perc_flip = self.perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
-        smooth = self._depth_smoothness(rendering.canonical_depth[:b])
-        loss = l1 + lam_flip * l1_flip + self.lam_perc * (perc + lam_flip * perc_flip) + self.lam_depth_sm * smooth
-        return Stage1Output(loss=loss, l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
-                            depth_smoothness=smooth, codes=codes, rendering=rendering)
+        rec = reconstruction_losses(self.model, images, codes, self.perceptual)
+        smooth = self._depth_smoothness(rec.rendering.canonical_depth[: len(images)])
+        loss = (rec.l1 + lam_flip * rec.l1_flip + self.lam_perc * (rec.perceptual + lam_flip * rec.perceptual_flip)
+                + self.lam_depth_sm * smooth)
+        return Stage1Output(loss=loss, l1=rec.l1, l1_flip=rec.l1_flip, perceptual=rec.perceptual,
+                            perceptual_flip=rec.perceptual_flip, depth_smoothness=smooth, codes=codes,
+                            rendering=rec.rendering)
 
     def _depth_smoothness(self, depth: Tensor) -> Tensor:
         cfg = self.model.config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -10,16 +10,22 @@ from torch import Tensor, nn
 from latentface.diffusion import x0_loss
 from latentface.errors import WeightsError
 from latentface.model import LatentFace
-from latentface.outputs import Latents
+from latentface.outputs import FaceCodes, Latents
+from latentface.training.stage1 import reconstruction_losses
+
+FLIP_WEIGHT = 0.5
+"""Weight of the flipped branch in the logged reconstruction term (the released Stage-2 code fixes it at 0.5)."""
 
 
 @dataclass
 class Stage2Output:
-    """Total loss (texture + shape), its two terms and the frames' latents with their clip-mean targets."""
+    """Total loss (texture + shape), its two terms, the logged reconstruction term and the frames' latents with
+    their clip-mean targets."""
 
     loss: Tensor
     albedo: Tensor
     depth: Tensor
+    reconstruction: Tensor
     latents: Latents
     targets: Latents
 
@@ -29,6 +35,11 @@ class Stage2Objective(nn.Module):
 
     For every frame of a clip, the target x0 is the mean of the clip's latents (time-invariant: identity) and the
     condition is the frame's own latent; t is drawn uniformly in [0, num_train_timesteps) per frame.
+
+    As the released code, every frame is also reconstructed with the light of its clip's first frame and the
+    confidence-weighted L1 of both branches (``l1 + 0.5 l1_flip``) is reported as ``reconstruction``: a
+    diagnostic of the frozen Stage 1, not part of the loss (the released term also has the perceptual loss, which
+    Stage 2 does not load).
 
     Args:
         model: the LatentFace model; its Stage-1 networks are used without gradients, its RDMs are trained.
@@ -58,4 +69,12 @@ class Stage2Objective(nn.Module):
             losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
                                    getattr(targets, name), self.model.schedule, generator)
         return Stage2Output(loss=losses["albedo"] + losses["depth"], albedo=losses["albedo"], depth=losses["depth"],
-                            latents=latents, targets=targets)
+                            reconstruction=self._first_light_reconstruction(clips, codes), latents=latents,
+                            targets=targets)
+
+    @torch.no_grad()
+    def _first_light_reconstruction(self, clips: Tensor, codes: FaceCodes) -> Tensor:
+        b, t = clips.shape[:2]
+        light = codes.light.view(b, t, -1)[:, :1].expand(b, t, -1).reshape(b * t, -1)
+        rec = reconstruction_losses(self.model, clips.flatten(0, 1), replace(codes, light=light), None)
+        return rec.l1 + FLIP_WEIGHT * rec.l1_flip
