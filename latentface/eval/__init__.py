@@ -1,4 +1,5 @@
-"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, identity retrieval, linear probe."""
+"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, identity retrieval, linear probes, the
+released FER probe and verification protocols (with clean variants), ROC/AUC and their plots."""
 
 from latentface.eval.depth_metrics import (
     DepthMetrics,
@@ -16,15 +17,37 @@ from latentface.eval.depth_metrics import (
     summarize,
     summarize_depth_metrics,
 )
+from latentface.eval.fer_probe import (
+    ClassificationReport,
+    FERProbeResult,
+    classification_report,
+    train_clean_probe,
+    train_released_probe,
+)
+from latentface.eval.plots import save_confusion_matrix, save_roc_curve
 from latentface.eval.probes import ProbeResult, RetrievalResult, identity_retrieval, linear_probe
+from latentface.eval.verification import (
+    VerificationReport,
+    auc,
+    cosine_threshold_protocol,
+    pair_classifier_protocol,
+    released_folds,
+    roc_curve,
+)
 
 __all__ = [
+    "ClassificationReport",
     "DepthMetrics",
+    "FERProbeResult",
     "ProbeResult",
     "RetrievalResult",
     "Summary",
+    "VerificationReport",
     "angular_error",
+    "auc",
+    "classification_report",
     "constant_depth_baseline",
+    "cosine_threshold_protocol",
     "depth_metrics",
     "erode_mask",
     "evaluation_mask",
@@ -34,7 +57,14 @@ __all__ = [
     "mad",
     "mean_depth_baseline",
     "mean_gt_depth",
+    "pair_classifier_protocol",
+    "released_folds",
+    "roc_curve",
+    "save_confusion_matrix",
+    "save_roc_curve",
     "side",
     "summarize",
     "summarize_depth_metrics",
+    "train_clean_probe",
+    "train_released_probe",
 ]
