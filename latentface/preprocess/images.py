@@ -2,8 +2,13 @@
 
 Accepted inputs: a PIL image, a file path (`str` or `os.PathLike`), a numpy array HxW or HxWxC (uint8,
 uint16 or float in [0, 1]), a torch tensor CxHxW or BxCxHxW (float in [0, 1] or uint8), or a list/tuple of
-these. Grayscale is repeated to RGB, an alpha channel is dropped. Every problem raises `InvalidImageError`
-naming the offending input.
+these. Grayscale is repeated to RGB, an alpha channel is dropped (RGBA, LA, PA), palette and CMYK images are
+converted to RGB, 16-bit images are scaled by 65535, and a PIL image's EXIF orientation is applied (files are
+read upright by `read_image`). Every problem raises `InvalidImageError` naming the offending input.
+
+Size limits: files over PIL's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels, about 179
+megapixels by default) are refused before decoding; `check_image_size` refuses images under `MIN_IMAGE_SIDE`
+pixels on a side where a caller asks for it (face detection does; `to_batch` only with ``min_side``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 Images = ImageInput | Sequence[ImageInput]
 
 _FLOAT_TOLERANCE = 1e-4
+_ORIENTATION = 0x0112  # EXIF tag; 1 is upright, 2..8 need a flip and/or rotation
+
+MIN_IMAGE_SIDE = 16
+"""Smallest side (pixels) `check_image_size` accepts by default: below it no face is recognisable, and MTCNN's
+smallest window is 12 pixels."""
 
 
 def _describe(index: int, item: Any) -> str:
@@ -33,11 +43,63 @@ def _describe(index: int, item: Any) -> str:
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file, apply its EXIF orientation and decode it fully (errors surface here)."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        im.load()
+    """Open an image file, apply its EXIF orientation and decode it fully (errors surface here).
+
+    Raises:
+        InvalidImageError: the file is larger than PIL's decompression-bomb limit.
+        OSError, ValueError: the file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as im:
+            im = upright(im)
+            im.load()
+    except Image.DecompressionBombError as err:
+        raise InvalidImageError(
+            f"{os.fspath(path)!r}: refused as a possible decompression bomb ({err}); if the file is trusted, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS (or set it to None) before reading it"
+        ) from err
     return im
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned by its EXIF orientation tag; the image itself when it has none (no copy)."""
+    if image.getexif().get(_ORIENTATION, 1) in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(image)
+    return image
+
+
+def check_image_size(width: int, height: int, name: str, min_side: int = MIN_IMAGE_SIDE) -> None:
+    """Refuse an image smaller than `min_side` pixels on a side.
+
+    Args:
+        width, height: the image size.
+        name: how the error message names the image.
+        min_side: the smallest accepted side.
+
+    Raises:
+        InvalidImageError: a side is under `min_side`.
+    """
+    if min(width, height) < min_side:
+        raise InvalidImageError(
+            f"{name}: image is {width}x{height} pixels, smaller than the minimum of {min_side} on a side"
+        )
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """An RGB 8-bit copy of any PIL image (the image itself if it is RGB already).
+
+    16-bit and 32-bit integer images are scaled as in `to_batch` (by 65535, or by 255 when no value exceeds 255)
+    rather than clipped at 255, which is what PIL's own ``convert("RGB")`` does to them. The EXIF orientation is not
+    applied here (see `upright`).
+    """
+    if image.mode == "RGB":
+        return image
+    arr = _pil_to_array(image)
+    if arr.dtype != np.uint8:
+        arr = np.round(arr * 255.0).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return Image.fromarray(arr, "RGB")
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -108,10 +170,12 @@ def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
     if isinstance(item, (str, os.PathLike)):
         try:
             item = read_image(item)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        except InvalidImageError as err:
+            raise InvalidImageError(f"{name}: {err}") from err
+        except (OSError, ValueError) as err:
             raise InvalidImageError(f"{name}: cannot read image: {err}") from err
     if isinstance(item, Image.Image):
-        item = _pil_to_array(item)
+        item = _pil_to_array(upright(item))
     if isinstance(item, np.ndarray):
         chw = _array_to_chw(item, name)
         return [_to_rgb(_check_float(chw, name), name)]
@@ -143,8 +207,18 @@ def resize_square(
     return out.clamp(0, 1)
 
 
-def to_batch(images: Images, size: int, resample: str = "bilinear", resize_mode: str = "stretch") -> torch.Tensor:
+def to_batch(
+    images: Images, size: int, resample: str = "bilinear", resize_mode: str = "stretch", *, min_side: int = 1
+) -> torch.Tensor:
     """Convert any accepted input to one float32 batch (B, 3, size, size) in [0, 1] on the CPU.
+
+    Args:
+        images: one input or a list/tuple of inputs (module docstring).
+        size: output side.
+        resample: ``"bilinear"`` or ``"bicubic"``.
+        resize_mode: ``"stretch"`` or ``"center_crop"`` (`resize_square`).
+        min_side: refuse images with a side under this many pixels (`MIN_IMAGE_SIDE` is a sensible choice for
+            user photos; the default 1 only refuses empty images).
 
     Raises:
         InvalidImageError: naming the first bad input (its index, path or type and shape).
@@ -158,5 +232,6 @@ def to_batch(images: Images, size: int, resample: str = "bilinear", resize_mode:
         for chw in _single(item, name):
             if min(chw.shape[1:]) < 1:
                 raise InvalidImageError(f"{name}: image has no pixels (shape {tuple(chw.shape)})")
+            check_image_size(chw.shape[2], chw.shape[1], name, min_side)
             batch.append(resize_square(chw, size, resample, resize_mode))
     return torch.stack(batch)
