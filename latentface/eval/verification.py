@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentface.data.pairs import consecutive_folds
 from latentface.eval.heads import seeded_linear
 
 COSINE_EPS = 1e-5  # added to the product of the norms, as the official cosine
@@ -82,8 +83,7 @@ def released_folds(n: int = 6000, n_folds: int = 10) -> Tensor:
     """
     if n_folds < 2 or n < n_folds:
         raise ValueError(f"need n >= n_folds >= 2, got n={n}, n_folds={n_folds}")
-    bounds = torch.tensor([i * n // n_folds for i in range(n_folds + 1)])
-    return torch.searchsorted(bounds, torch.arange(n), right=True) - 1
+    return torch.from_numpy(consecutive_folds(n, n_folds)).long()
 
 
 def cosine_similarity(f1: Tensor, f2: Tensor) -> Tensor:
