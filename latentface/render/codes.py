@@ -77,8 +77,9 @@ def light_code(
         config: the model's config (strength ranges).
         ambient: ambient strength(s), within ``[min_ambient, max_ambient]`` to stay inside what the model predicts.
         diffuse: diffuse strength(s).
-        direction: (3,) or (N, 3) direction towards the light in camera space (x right, y down, z towards the
-            scene); z must be positive. Normalised here.
+        direction: (3,) or (N, 3) direction the light travels, from the light into the scene, in camera space
+            (x right, y down, z into the scene); z must be positive (light from the camera's side). Normalised here.
+            ``(1, 0, 1)`` lights the faces turned to the image's left, ``(0, 1, 1)`` those turned up.
 
     Returns:
         (4,) float32 code, or (N, 4) when any argument is a sequence of N values.
