@@ -185,6 +185,11 @@ class LatentFace(nn.Module):
             ``albedo * shading`` and, unless `view` is None, the posed image, depth, normals and mask.
         """
         albedo, depth = self.decode(codes)
+        return self._form(albedo, depth, codes, view, light, flip)
+
+    def _form(self, albedo: Tensor, depth: Tensor, codes: FaceCodes, view: str | Tensor | None,
+              light: Tensor | None, flip: bool = False) -> Rendering:
+        """`render` from already decoded canonical maps."""
         light = codes.light if light is None else self._code_like(light, codes.light, "light")
         if isinstance(view, Tensor):
             pose = self._code_like(view, codes.view, "view")
@@ -203,7 +208,7 @@ class LatentFace(nn.Module):
         return albedo, depth
 
     def render_views(self, codes: FaceCodes, views: Tensor, light: Tensor | None = None) -> list[Rendering]:
-        """Render every face under each of several poses, e.g. a yaw sweep from `pose_code`.
+        """Render every face under each of several poses, e.g. a yaw sweep from `pose_code` (decodes once).
 
         Args:
             codes: output of `encode` (B faces).
@@ -215,7 +220,8 @@ class LatentFace(nn.Module):
         """
         if views.ndim != 2 or views.shape[1] != codes.view.shape[1]:
             raise ValueError(f"views must have shape (V, {codes.view.shape[1]}), got {tuple(views.shape)}")
-        return [self.render(codes, view=v, light=light) for v in views]
+        albedo, depth = self.decode(codes)
+        return [self._form(albedo, depth, codes, v, light) for v in views]
 
     def pose_code(self, yaw: Scalars = 0.0, pitch: Scalars = 0.0, roll: Scalars = 0.0, shift_x: Scalars = 0.0,
                   shift_y: Scalars = 0.0, shift_z: Scalars = 0.0) -> Tensor:

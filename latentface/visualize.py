@@ -260,6 +260,10 @@ def save_animation(frames: Tensor, path: str | os.PathLike, fps: float = 12, loo
     return write_atomic(path, buffer.getvalue())
 
 
+TURNTABLE_VIEWS_PER_CALL = 8
+"""Views `turntable` renders per `LatentFace.render_views` call (one decode each; bounds the memory held)."""
+
+
 @torch.no_grad()
 def turntable(
     model: LatentFace,
@@ -275,7 +279,7 @@ def turntable(
     Frame 0 is the frontal yaw (0) at the given pitch; the sweep turns towards ``+max_yaw``, back through 0
     towards ``-max_yaw`` and returns, so the frames loop smoothly. It reaches ``+-max_yaw`` when `frames` is a
     multiple of 4; when ``frames % 4 == 2`` its two largest (and two smallest) yaws are equal neighbours, which
-    `save_animation` stores as one frame of double length. Renders with `LatentFace.render` in the model's
+    `save_animation` stores as one frame of double length. Renders with `LatentFace.render_views` in the model's
     current mode (call ``model.eval()`` first), without gradients.
 
     Args:
@@ -299,11 +303,11 @@ def turntable(
         raise ValueError(f"background must be a number or (r, g, b), got {background!r}")
     bg = bg.expand(3).reshape(1, 3, 1, 1)
     images = []
-    for view in views:  # one view at a time: only its images are kept, not whole renderings
-        r = model.render(codes, view=view, light=light)
-        assert r.image is not None and r.mask is not None  # a posed rendering always has them
-        image = r.image.clamp(0, 1)
-        images.append(torch.where(r.mask[:, None], image, bg.to(image)))
+    for chunk in views.split(TURNTABLE_VIEWS_PER_CALL):  # only the images are kept, not whole renderings
+        for r in model.render_views(codes, chunk, light=light):
+            assert r.image is not None and r.mask is not None  # a posed rendering always has them
+            image = r.image.clamp(0, 1)
+            images.append(torch.where(r.mask[:, None], image, bg.to(image)))
     return torch.stack(images, dim=1)
 
 
