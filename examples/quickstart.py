@@ -4,7 +4,8 @@
     python examples/quickstart.py --weights DIR_OR_HUB_ID face1.jpg face2.png --output out/
 
 Writes `reconstruction.png` (one row per face: input, albedo, depth, normals, shading, reconstruction, frontal
-view, relit view) and `turntable.gif` (the first face under a yaw sweep) to the output folder.
+view, views relit from the left, top and right) and `turntable.gif` (the first face under a yaw sweep) to the
+output folder. `latentface reconstruct` does the same per face, with meshes, for any number of images.
 `synthfaces-tiny` is a small model trained on synthetic faces (SynthFaces) on a CPU: it shows the pipeline, it is
 not a model of real faces; convert the official checkpoints with `latentface convert` for those.
 """
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 
 from latentface import LatentFace
-from latentface.visualize import depth_to_rgb, normal_to_rgb, save_grid, save_turntable, shading_to_rgb
+from latentface.reconstruct import COLUMNS, labelled_grid, reconstruction_panels, save_picture
+from latentface.visualize import save_turntable
 
 SAMPLES = sorted((Path(__file__).parent / "faces").glob("*.png"))
 
@@ -36,15 +38,10 @@ def main() -> None:
         codes = model.encode(batch)                           # texture/shape latents, light, pose
         parts = model.disentangle(codes, generator=torch.Generator().manual_seed(args.seed))
         view = model.render(codes)                            # reconstruction in the input view
-        frontal = model.render(codes, view="frontal")
-        relit = model.render(codes, light=model.light_code(ambient=0.3, diffuse=0.8, direction=(1, -0.5, 1)))
+        panels = reconstruction_panels(model, batch, codes)   # input, maps, reconstruction, frontal, relit views
         fer = model.features(batch, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
 
-    mask = view.mask[:, None]
-    rows = [batch, view.albedo, depth_to_rgb(view.canonical_depth), normal_to_rgb(view.canonical_normal),
-            shading_to_rgb(view.shading), view.image * mask, frontal.image * frontal.mask[:, None],
-            relit.image * mask]
-    sheet = save_grid(torch.stack(rows, 1).flatten(0, 1), args.output / "reconstruction.png", nrow=len(rows))
+    sheet = save_picture(labelled_grid(panels, COLUMNS), args.output / "reconstruction.png")
     turntable = save_turntable(model, codes[:1], args.output / "turntable.gif", frames=16, max_yaw=35)
 
     error = ((view.image - batch).abs().mean(1) * view.mask).sum() / view.mask.sum()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
+from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -53,11 +54,131 @@ def _synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_NOTHING_DONE = 3
+"""`reconstruct`, `encode`: nothing was done (every input failed, none matched, or no model or detector)."""
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentface import LatentFace
+    from latentface.reconstruct import InputRecord, write_reconstructions
+
+    def fail(message: str) -> int:
+        print(f"latentface reconstruct: error: {message}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    detector = None
+    if args.detect:
+        try:
+            from latentface.preprocess.faces import FaceDetector
+
+            detector = FaceDetector(device=device, crop="unsup3d", select="largest")
+        except (ImportError, RuntimeError) as err:
+            return fail(f"--detect: {err}")
+    try:
+        model = LatentFace.from_pretrained(args.weights, device=device)
+    except (LatentFaceError, RuntimeError) as err:
+        return fail(str(err))
+
+    def report(record: InputRecord) -> None:
+        if record.status == "error":
+            print(f"latentface reconstruct: skipped {record.input}: {record.error}", file=sys.stderr)
+
+    try:
+        result = write_reconstructions(
+            model, args.inputs, args.output, mesh=not args.no_mesh,
+            animation=None if args.animation_format == "none" else args.animation_format, frames=args.frames,
+            batch_size=args.batch_size, overwrite=args.overwrite, detector=detector, on_record=report,
+        )
+    except OSError as err:  # the output folder or the summary cannot be written
+        return fail(str(err))
+    done, current, failed = (result.count(s) for s in ("done", "up-to-date", "error"))
+    print(f"reconstructed {done} faces into {args.output} ({current} already up to date, {failed} skipped); "
+          f"summary: {result.summary}")
+    if done + current == 0:
+        return EXIT_NOTHING_DONE
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+ENCODE_SHOWN_SKIPS = 20
+"""`encode`: at most this many skipped inputs are named on stderr (all are in the output's status array)."""
+
+ENCODE_EPILOG = """exit status:
+  0  every input was encoded
+  1  some inputs were skipped (named on stderr; their rows are NaN and their status says why); output written
+  2  usage error
+  3  nothing was done: no input matched, the weights or the face detector could not be loaded, or the output
+     could not be written"""
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from latentface import LatentFace
+    from latentface.extract import encode_records, process_state
+    from latentface.face_records import InputRows, detect_rows
+    from latentface.inputs import expand_inputs
+
+    state = process_state()  # under `accelerate launch` every process runs this; only the main one reports
+
+    def say(message: str) -> None:
+        if state.is_main_process:
+            print(f"latentface encode: {message}", file=sys.stderr)
+
+    def fail(message: str) -> int:
+        say(f"error: {message}")
+        return EXIT_NOTHING_DONE
+
+    found = expand_inputs(args.inputs)
+    for spec, reason in found.problems:
+        say(f"skipped input {spec}: {reason}")
+    if not found.files:
+        return fail("no input matched: " + " ".join(args.inputs))
+    device = args.device or state.device
+    progress = args.progress and sys.stderr.isatty()
+    try:
+        model = LatentFace.from_pretrained(args.weights, local_files_only=args.local_files_only, device=device)
+        if args.detect:
+            from latentface.preprocess.faces import FaceDetector
+
+            detector = FaceDetector(device=str(device), crop="unsup3d", select="all" if args.all_faces else "largest")
+            rows = detect_rows(found.files, detector, all_faces=args.all_faces,
+                               progress=progress and state.is_main_process)
+        else:
+            rows = InputRows.from_paths(found.files)
+        result = encode_records(
+            model, rows.records, args.output, protocol=args.protocol, batch_size=args.batch_size, seed=args.seed,
+            flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, weights_name=args.weights,
+            progress=progress,
+        )
+    except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
+        return fail(str(err))
+    skipped = result.skipped
+    for name, reason in skipped[:ENCODE_SHOWN_SKIPS]:
+        say(f"skipped {name}: {reason}")
+    if len(skipped) > ENCODE_SHOWN_SKIPS:
+        say(f"... and {len(skipped) - ENCODE_SHOWN_SKIPS} more skipped (see the status array)")
+    if state.is_main_process:
+        done = "up to date, nothing to do" if result.reused else "written"
+        print(f"{result.num_ok} encoded, {len(skipped) + len(found.problems)} skipped; {result.path} {done}")
+    return EXIT_ERROR if skipped or found.problems else EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from err
+    return text
 
 
 def _image_size(text: str) -> int:
@@ -108,6 +229,64 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--batch-size", type=_positive_int, default=128, help="frames rendered at once")
     synth.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
     synth.set_defaults(func=_synth)
+
+    reconstruct = sub.add_parser(
+        "reconstruct",
+        help="write a reconstruction sheet, textured mesh and turntable animation of every face image",
+        description="For every input face write DIR/<name>.png (input, albedo, depth, normals, shading, "
+        "reconstruction, frontal view, relit views), DIR/<name>.obj (+ .mtl, .albedo.png texture) and a turntable "
+        "animation, plus DIR/reconstruct.json with the status of every input. Faces whose outputs exist are "
+        "skipped. Exit status: 0 all done, 1 some inputs skipped (bad or unreadable), 2 usage, 3 nothing done.",
+    )
+    reconstruct.add_argument("inputs", nargs="+", metavar="INPUT",
+                             help="image file, folder, glob pattern (quoted) or @list.txt (one input per line)")
+    reconstruct.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    reconstruct.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
+                             help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
+    reconstruct.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
+    reconstruct.add_argument("--batch-size", type=_positive_int, default=8, help="faces rendered at once (default 8)")
+    reconstruct.add_argument("--detect", action="store_true",
+                             help="crop each image to its largest detected face (needs the [face] extra)")
+    reconstruct.add_argument("--no-mesh", action="store_true", help="do not write the .obj mesh")
+    reconstruct.add_argument("--animation-format", choices=("gif", "webp", "apng", "none"), default="gif",
+                             help="turntable format (default gif; apng is written as <name>.turntable.png)")
+    reconstruct.add_argument("--frames", type=_positive_int, default=24, help="turntable frames (default 24)")
+    reconstruct.add_argument("--overwrite", action="store_true", help="redo faces whose outputs exist")
+    reconstruct.set_defaults(func=_reconstruct)
+
+    encode = sub.add_parser(
+        "encode",
+        help="encode face images to features or codes (.npz or .parquet), resumably",
+        description="Encode every input image to the released FER or verification features, or to all codes\n"
+        "(texture, shape, light, pose and their identity/expression parts), in one table: files, status, the\n"
+        "arrays and JSON metadata. Unreadable inputs get NaN rows and a status saying why. Finished batches are\n"
+        "kept beside the output, so an interrupted run resumes; a run whose output is up to date does nothing.\n"
+        "Under `accelerate launch` the batches are shared between the processes.",
+        epilog=ENCODE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    encode.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image file, folder (recursive), glob pattern (quoted) or @list.txt (one input a line)")
+    encode.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .npz or .parquet")
+    encode.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
+                        help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
+    encode.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
+    encode.add_argument("--protocol", choices=("fer", "verification", "codes"), default="fer",
+                        help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
+                        "(default fer)")
+    encode.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
+    encode.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
+    encode.add_argument("--flip", action="store_true", help="encode the horizontally mirrored images")
+    encode.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
+    encode.add_argument("--detect", action="store_true",
+                        help="crop each image to its largest detected face (Unsup3D crop; needs the [face] extra)")
+    encode.add_argument("--all-faces", action="store_true",
+                        help="with --detect: every face, one row each, named PATH#k (k = 0, 1, ..., largest first)")
+    encode.add_argument("--min-side", type=_positive_int, default=MIN_IMAGE_SIDE,
+                        help=f"skip images or face boxes with a shorter side (default {MIN_IMAGE_SIDE} px)")
+    encode.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar (it is shown on stderr when that is a terminal)")
+    encode.set_defaults(func=_encode)
     return parser
 
 
@@ -117,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "convert" and args.unsup3d is None and args.rdm is None:
         parser.error("convert needs --unsup3d and/or --rdm")
+    if args.command == "encode" and args.all_faces and not args.detect:
+        parser.error("encode: --all-faces needs --detect")
+    if args.command == "encode" and not args.output.endswith((".npz", ".parquet")):
+        parser.error(f"encode: the output must end with .npz or .parquet, got {args.output!r}")
     try:
         return args.func(args)
     except (LatentFaceError, OSError) as err:

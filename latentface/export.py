@@ -92,13 +92,14 @@ def mesh_arrays(depth: Tensor, fov: float, pose: Pose | None = None, center_dept
 
 
 def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor | None = None, *,
-             pose: Pose | None = None, center_depth: float = 1.0) -> Path:
+             pose: Pose | None = None, center_depth: float = 1.0, texture_name: str | None = None) -> Path:
     """Write the mesh of a depth map as a Wavefront OBJ.
 
     Vertices are camera-space points with y and z negated (``(x, -y, -z)``), so viewers with y up and the
     camera looking down -z show the face upright and facing them; faces are 1-based and their normals point
     towards the viewer (+z). Every vertex gets a texture coordinate ``u = j / (W-1)``, ``v = 1 - i / (H-1)``.
-    With a texture, ``<stem>.mtl`` (material with ``map_Kd``) and ``<stem>.png`` are written beside the OBJ.
+    With a texture, ``<stem>.mtl`` (material with ``map_Kd``) and the texture PNG (``<stem>.png`` unless
+    `texture_name` says otherwise) are written beside the OBJ.
 
     Args:
         path: output ``.obj`` path; parent folders are created.
@@ -106,6 +107,7 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
         fov: field of view in degrees.
         texture: optional (3, H, W) image in [0, 1] (e.g. ``Rendering.albedo[b]``), values clamped.
         pose, center_depth: optional pose of the mesh, as in `mesh_arrays`.
+        texture_name: file name of the texture PNG, written beside the OBJ (default ``<stem>.png``).
 
     Returns:
         The OBJ path.
@@ -117,13 +119,16 @@ def save_obj(path: str | os.PathLike, depth: Tensor, fov: float, texture: Tensor
     h, w = depth.shape
     tex = _check_image(texture, h, w, "texture") if texture is not None else None
     path = Path(path)
+    png_name = f"{path.stem}.png" if texture_name is None else texture_name
+    if Path(png_name).name != png_name or Path(png_name).suffix.lower() != ".png":
+        raise ValueError(f"texture_name must be a plain file name ending in .png, got {texture_name!r}")
 
     i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     uv = np.stack([j.ravel() / (w - 1), 1.0 - i.ravel() / (h - 1)], axis=1)
 
     lines = ["# latentface depth mesh: x right, y up, viewer looking down -z"]
     if tex is not None:
-        mtl_name, png_name = f"{path.stem}.mtl", f"{path.stem}.png"
+        mtl_name = f"{path.stem}.mtl"
         lines += [f"mtllib {mtl_name}"]
     lines += [f"v {x:.8g} {y:.8g} {z:.8g}" for x, y, z in verts]
     lines += [f"vt {u:.8g} {v:.8g}" for u, v in uv]

@@ -1,0 +1,477 @@
+"""Reconstruction sheets, meshes and turntables of face images: the work of ``latentface reconstruct``.
+
+A sheet shows one face per row in labelled columns (`COLUMNS`): the input, the canonical albedo, depth, normals
+and shading, the reconstruction (input view), the frontal view, and the reconstruction relit from the viewer's
+left, top and right. `write_reconstructions` writes, for every input face, into one folder:
+
+- ``<name>.png``: its sheet;
+- ``<name>.obj`` with ``<name>.mtl`` and the texture ``<name>.albedo.png``: the canonical (frontal) depth mesh,
+  textured with the albedo (`latentface.export.save_obj`);
+- ``<name>.gif`` / ``<name>.webp`` / ``<name>.turntable.png`` (APNG): a looping yaw sweep
+  (`latentface.visualize.turntable`);
+- ``reconstruct.json``: the status of every input (``done``, ``up-to-date``: its outputs already existed, or
+  ``error`` with the reason), its name and its outputs.
+
+``<name>`` is the input's file stem, made unique (``x``, ``x-2``, ...) when stems collide, or when one input's
+files would take another's names (case-insensitively). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from latentface.errors import InvalidImageError
+from latentface.export import save_obj
+from latentface.fileio import write_atomic
+from latentface.inputs import expand_inputs
+from latentface.preprocess import Images, read_image
+from latentface.render.codes import decode_light
+from latentface.render.formation import form_image
+from latentface.render.shading import shade
+from latentface.visualize import (
+    depth_to_rgb,
+    make_grid,
+    normal_to_rgb,
+    save_animation,
+    shading_to_rgb,
+    turntable,
+)
+
+if TYPE_CHECKING:
+    from latentface.model import LatentFace
+    from latentface.outputs import FaceCodes
+
+__all__ = [
+    "ANIMATIONS",
+    "COLUMNS",
+    "RELIGHTS",
+    "InputRecord",
+    "Reconstructions",
+    "labelled_grid",
+    "output_files",
+    "reconstruction_panels",
+    "reconstruction_sheet",
+    "save_picture",
+    "unique_names",
+    "write_reconstructions",
+]
+
+RELIGHTS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("light left", (1.0, 0.0, 1.0)),
+    ("light top", (0.0, 1.0, 1.0)),
+    ("light right", (-1.0, 0.0, 1.0)),
+)
+"""Relit columns: label and the direction given to `LatentFace.light_code`. That direction is the one the light
+travels in camera space (x right, y down, z into the scene; shading is ``max(0, <normal, direction>)`` with the
+package's inward normals), so light coming from the viewer's left travels towards +x."""
+
+RELIGHT_AMBIENT, RELIGHT_DIFFUSE = 0.3, 0.8
+"""Ambient and diffuse strengths of the relit columns."""
+
+COLUMNS: tuple[str, ...] = (
+    "input", "albedo", "depth", "normals", "shading", "reconstruction", "frontal", *(r[0] for r in RELIGHTS)
+)
+"""Column labels of a sheet, in order. Albedo, depth, normals and shading are the canonical (frontal) maps."""
+
+ANIMATIONS = {"gif": ".gif", "webp": ".webp", "apng": ".turntable.png"}
+"""Turntable formats of `write_reconstructions` and the suffix of their files (APNG must not take the sheet's
+``.png``)."""
+
+LABEL_HEIGHT = 16
+"""Height in pixels of the label strip above the columns of `labelled_grid`."""
+
+_FONT_SIZE = 11
+_MIN_PANEL = 128
+
+
+def _background(image: Tensor, mask: Tensor, background: float) -> Tensor:
+    return torch.where(mask[:, None], image.clamp(0, 1), float(background))
+
+
+@torch.no_grad()
+def reconstruction_panels(
+    model: LatentFace, batch: Tensor, codes: FaceCodes | None = None, *, background: float = 1.0
+) -> Tensor:
+    """The images of the sheet columns (`COLUMNS`) of a batch of faces.
+
+    Args:
+        model: the model (in eval mode).
+        batch: (B, 3, S, S) preprocessed images in [0, 1] (`LatentFace.preprocess`).
+        codes: their codes, when already encoded (`LatentFace.encode_batch`).
+        background: gray value of the pixels the face does not cover in the posed renderings.
+
+    Returns:
+        (B, len(COLUMNS), 3, S, S) float32 images in [0, 1] on the CPU.
+    """
+    codes = model.encode_batch(batch) if codes is None else codes
+    return _panels(model, batch, codes, *model.decode(codes), background)
+
+
+def _panels(model: LatentFace, batch: Tensor, codes: FaceCodes, albedo: Tensor, depth: Tensor,
+            background: float) -> Tensor:
+    """`reconstruction_panels` from decoded maps: the maps are decoded and the input view warped once."""
+    cfg, renderer = model.config, model.renderer
+    view = form_image(albedo, depth, codes.light, codes.view, cfg, renderer=renderer)
+    frontal = form_image(albedo, depth, codes.light, torch.zeros_like(codes.view), cfg, renderer=renderer)
+    assert view.image is not None and view.mask is not None and view.grid is not None
+    assert frontal.image is not None and frontal.mask is not None  # posed renderings always have them
+    columns = [
+        batch,
+        albedo.clamp(0, 1),
+        depth_to_rgb(depth),
+        normal_to_rgb(view.canonical_normal),
+        shading_to_rgb(view.shading),
+        _background(view.image, view.mask, background),
+        _background(frontal.image, frontal.mask, background),
+    ]
+    normal = view.canonical_normal.permute(0, 2, 3, 1)
+    for _, direction in RELIGHTS:
+        code = model.light_code(ambient=RELIGHT_AMBIENT, diffuse=RELIGHT_DIFFUSE, direction=direction)
+        shading = shade(normal, *decode_light(code.to(codes.light).expand_as(codes.light), cfg))
+        # Same pose, so the same warp: pull the relit canonical image through the input view's grid.
+        relit = F.grid_sample(albedo * shading, view.grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        columns.append(_background(relit, view.mask, background))
+    return torch.stack([c.detach().float().cpu() for c in columns], dim=1)
+
+
+def _default_scale(size: int) -> int:
+    return max(1, math.ceil(_MIN_PANEL / size))
+
+
+def labelled_grid(
+    panels: Tensor, labels: Sequence[str], *, scale: int | None = None, padding: int = 2, pad_value: float = 1.0
+) -> Image.Image:
+    """Tile (rows, columns) images under one strip of column labels.
+
+    Each image is enlarged ``scale`` times (nearest neighbour) to a panel of side ``s = S * scale``; the picture
+    is ``columns * (s + padding) + padding`` wide and ``LABEL_HEIGHT + rows * (s + padding) + padding`` high,
+    with the panel of row r, column c at ``(LABEL_HEIGHT + padding + r * (s + padding),
+    padding + c * (s + padding))`` (top, left). Labels are drawn in black with PIL's default font, centred over
+    their column (cut with "..." when wider than the panel).
+
+    Args:
+        panels: (rows, columns, 3, S, S) images in [0, 1] (values clamped).
+        labels: one label per column.
+        scale: enlargement factor; default the smallest making panels at least 128 px.
+        padding: pixels between and around the panels.
+        pad_value: gray value of the padding and the label strip.
+
+    Returns:
+        The RGB picture.
+
+    Raises:
+        ValueError: on a wrong shape, label count, scale or padding.
+    """
+    if panels.ndim != 5 or panels.shape[2] != 3:
+        raise ValueError(f"panels must have shape (rows, columns, 3, S, S), got {tuple(panels.shape)}")
+    rows, cols, _, h, w = panels.shape
+    if len(labels) != cols:
+        raise ValueError(f"got {len(labels)} labels for {cols} columns")
+    scale = _default_scale(max(h, w)) if scale is None else scale
+    if scale < 1 or padding < 0:
+        raise ValueError(f"scale must be >= 1 and padding >= 0, got scale={scale}, padding={padding}")
+    images = panels.flatten(0, 1).float()
+    if scale > 1:
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+    grid = make_grid(images, nrow=cols, padding=padding, pad_value=pad_value)
+    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    body = Image.fromarray(pixels, mode="RGB")
+    gray = round(255 * min(max(pad_value, 0.0), 1.0))
+    picture = Image.new("RGB", (body.width, body.height + LABEL_HEIGHT), (gray, gray, gray))
+    picture.paste(body, (0, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    side = w * scale
+    for c, label in enumerate(labels):
+        text = _fit(label, font, side)
+        left = padding + c * (side + padding) + (side - draw.textlength(text, font=font)) / 2
+        draw.text((left, LABEL_HEIGHT / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return picture
+
+
+def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:
+    """`text`, cut with "..." to fit `width` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def save_picture(picture: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a picture (e.g. a `labelled_grid`) as PNG, atomically; parent folders are created.
+
+    Returns:
+        The path written.
+    """
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue())
+
+
+def reconstruction_sheet(
+    model: LatentFace, images: Images, *, scale: int | None = None, padding: int = 2, background: float = 1.0
+) -> list[Image.Image]:
+    """One labelled sheet (a row of `COLUMNS`) per face.
+
+    Args:
+        model: the model (in eval mode).
+        images: any input accepted by `LatentFace.encode`.
+        scale, padding: panel enlargement and spacing (`labelled_grid`).
+        background: gray value around the face in the posed renderings.
+
+    Returns:
+        One RGB picture per image.
+
+    Raises:
+        InvalidImageError: an input cannot be read or converted (names it).
+    """
+    with torch.inference_mode():
+        panels = reconstruction_panels(model, model.preprocess(images), background=background)
+    return [labelled_grid(panels[i : i + 1], COLUMNS, scale=scale, padding=padding) for i in range(len(panels))]
+
+
+def output_files(name: str, *, mesh: bool = True, animation: str | None = "gif") -> list[str]:
+    """File names `write_reconstructions` writes for a face called `name`.
+
+    Args:
+        name: the face's name (see `unique_names`).
+        mesh: with the mesh files (``.obj``, ``.mtl``, ``.albedo.png``).
+        animation: a key of `ANIMATIONS`, or None for no turntable.
+
+    Returns:
+        The file names, the sheet first.
+    """
+    if animation is not None and animation not in ANIMATIONS:
+        raise ValueError(f"animation must be one of {', '.join(ANIMATIONS)} or None, got {animation!r}")
+    files = [f"{name}.png"]
+    if mesh:
+        files += [f"{name}.obj", f"{name}.mtl", f"{name}.albedo.png"]
+    if animation is not None:
+        files.append(name + ANIMATIONS[animation])
+    return files
+
+
+def unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Output names of input files: their stems, with ``-2``, ``-3``, ... added where needed so that no two
+    inputs share an output file (`output_files` with every option, compared case-insensitively).
+
+    The first input keeps its stem; the names depend only on the inputs and their order.
+
+    Args:
+        paths: the input files.
+
+    Returns:
+        One name per path.
+    """
+    taken: set[str] = set()
+    names = []
+    for path in paths:
+        stem = Path(path).stem or "face"
+        name, k = stem, 1
+        while True:
+            files = {f.casefold() for a in ANIMATIONS for f in output_files(name, animation=a)}
+            if not files & taken:
+                break
+            k += 1
+            name = f"{stem}-{k}"
+        taken |= files
+        names.append(name)
+    return names
+
+
+class FaceCropLike(Protocol):
+    """A detected face: ``image`` is its square crop."""
+
+    image: Image.Image
+
+
+class FaceDetectorLike(Protocol):
+    """Anything with ``detect(image) -> list of crops`` (e.g. `latentface.preprocess.faces.FaceDetector`)."""
+
+    def detect(self, image: Image.Image) -> Sequence[FaceCropLike]: ...
+
+
+@dataclass
+class InputRecord:
+    """What became of one input.
+
+    Attributes:
+        input: the input as given (a file, or an input that matched nothing).
+        status: ``"done"``, ``"up-to-date"`` (its outputs existed; nothing written) or ``"error"``.
+        name: its output name (None when it matched no file).
+        outputs: the files written or found, relative to the output folder.
+        error: the reason, for ``"error"``.
+    """
+
+    input: str
+    status: str
+    name: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Reconstructions:
+    """The result of `write_reconstructions`.
+
+    Attributes:
+        records: one per input file (in order), then one per input that matched no file.
+        summary: path of ``reconstruct.json``.
+    """
+
+    records: list[InputRecord]
+    summary: Path
+
+    def count(self, status: str) -> int:
+        """Number of records with this status."""
+        return sum(r.status == status for r in self.records)
+
+
+def _load(path: Path, model: LatentFace, detector: FaceDetectorLike | None) -> Tensor:
+    """(1, 3, S, S) input batch of one file, cropped to its face when a detector is given."""
+    if detector is None:
+        return model.preprocess(path)
+    try:
+        image = read_image(path).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise InvalidImageError(f"cannot read image: {err}") from err
+    crops = detector.detect(image)
+    if not crops:
+        raise InvalidImageError("no face found")
+    return model.preprocess(crops[0].image)
+
+
+def write_reconstructions(
+    model: LatentFace,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    mesh: bool = True,
+    animation: str | None = "gif",
+    frames: int = 24,
+    max_yaw: float = 35.0,
+    fps: float = 12,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    detector: FaceDetectorLike | None = None,
+    background: float = 1.0,
+    on_record: Callable[[InputRecord], None] | None = None,
+) -> Reconstructions:
+    """Write the sheet, mesh and turntable of every input face (see the module docstring for the files).
+
+    Inputs that cannot be read, hold no face (with a detector) or fail to write are recorded as errors and
+    skipped; the others go on. A face whose outputs all exist is skipped unless `overwrite`.
+
+    Args:
+        model: the model (in eval mode).
+        inputs: files, folders, glob patterns and ``@list`` files (`latentface.inputs.expand_inputs`; files
+            inside `out_dir` are not collected from folders and patterns).
+        out_dir: output folder (created).
+        mesh: write the textured OBJ mesh.
+        animation: turntable format, a key of `ANIMATIONS`, or None for none.
+        frames: turntable frames.
+        max_yaw: turntable yaw amplitude in degrees.
+        fps: turntable frames per second.
+        batch_size: faces encoded and rendered at once.
+        overwrite: redo faces whose outputs exist.
+        detector: face detector; each input is cropped to its first detected face, and an input without one
+            is an error. None: the whole image is the face.
+        background: gray value around the face in the posed renderings.
+        on_record: called with each record once its input is dealt with (for progress reports; faces are
+            finished a batch at a time, so not always in input order).
+
+    Returns:
+        `Reconstructions`: the records, also written to ``out_dir/reconstruct.json``.
+
+    Raises:
+        ValueError: on a bad option.
+    """
+    if animation is not None and animation not in ANIMATIONS:
+        raise ValueError(f"animation must be one of {', '.join(ANIMATIONS)} or None, got {animation!r}")
+    if frames < 1 or batch_size < 1:
+        raise ValueError(f"frames and batch_size must be >= 1, got frames={frames}, batch_size={batch_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    expanded = expand_inputs(inputs, exclude=[out])
+    records: list[InputRecord] = []
+    pending: list[tuple[InputRecord, Tensor]] = []
+
+    def finish(record: InputRecord) -> None:
+        if on_record is not None:
+            on_record(record)
+
+    def flush() -> None:
+        if pending:
+            for record in _reconstruct_batch(model, pending, out, mesh, animation, frames, max_yaw, fps, background):
+                finish(record)
+            pending.clear()
+
+    for path, name in zip(expanded.files, unique_names(expanded.files), strict=True):
+        record = InputRecord(input=str(path), status="done", name=name,
+                             outputs=output_files(name, mesh=mesh, animation=animation))
+        records.append(record)
+        if not overwrite and all((out / f).is_file() for f in record.outputs):
+            record.status = "up-to-date"
+            finish(record)
+            continue
+        try:
+            pending.append((record, _load(path, model, detector)))
+        except InvalidImageError as err:
+            record.status, record.error, record.outputs = "error", str(err), []
+            finish(record)
+        if len(pending) == batch_size:
+            flush()
+    flush()
+    for spec, reason in expanded.problems:
+        records.append(InputRecord(input=spec, status="error", error=reason))
+        finish(records[-1])
+    summary = _write_summary(out, records, mesh=mesh, animation=animation, frames=frames, max_yaw=max_yaw,
+                             detect=detector is not None)
+    return Reconstructions(records, summary)
+
+
+def _reconstruct_batch(
+    model: LatentFace, pending: Sequence[tuple[InputRecord, Tensor]], out: Path, mesh: bool, animation: str | None,
+    frames: int, max_yaw: float, fps: float, background: float,
+) -> list[InputRecord]:
+    """Encode and render a batch of loaded faces and write their files; write errors are recorded per face."""
+    batch = torch.cat([x for _, x in pending])
+    with torch.inference_mode():
+        codes = model.encode_batch(batch)
+        albedo, depth = model.decode(codes)
+        panels = _panels(model, batch, codes, albedo, depth, background)
+        video = turntable(model, codes, frames, max_yaw, background=background).cpu() if animation else None
+    done = []
+    for i, (record, _) in enumerate(pending):
+        name = record.name
+        assert name is not None
+        try:
+            if mesh:
+                save_obj(out / f"{name}.obj", depth[i].cpu(), model.config.fov, texture=albedo[i].cpu(),
+                         texture_name=f"{name}.albedo.png")
+            if video is not None and animation is not None:
+                save_animation(video[i], out / (name + ANIMATIONS[animation]), fps=fps)
+            save_picture(labelled_grid(panels[i : i + 1], COLUMNS), out / f"{name}.png")
+        except (OSError, ValueError) as err:
+            record.status, record.error, record.outputs = "error", f"cannot write outputs: {err}", []
+        done.append(record)
+    return done
+
+
+def _write_summary(out: Path, records: Sequence[InputRecord], **settings: object) -> Path:
+    counts = {s: sum(r.status == s for r in records) for s in ("done", "up-to-date", "error")}
+    text = json.dumps({"settings": settings, "counts": counts, "inputs": [asdict(r) for r in records]}, indent=2)
+    return write_atomic(out / "reconstruct.json", (text + "\n").encode("utf-8"))
