@@ -492,3 +492,21 @@ def test_detect_with_mtcnn(model, good_dir, tmp_path) -> None:
     expected = model.encode(crops).albedo.detach().numpy()
     np.testing.assert_allclose(arrays["texture"][:2], expected, rtol=0, atol=1e-5)
     assert not np.allclose(arrays["texture"][:2], model.encode(paths).albedo.detach().numpy(), atol=1e-3)
+
+
+def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _save(faces[5], folder / "a_upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: the stored pixels are shown turned 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(faces[5]))).save(folder / "b_exif.png", exif=exif)
+    Image.fromarray(faces[5]).resize((2048, 2048), Image.Resampling.NEAREST).save(folder / "c_huge.png")
+    out = tmp_path / "codes.npz"
+    assert main(["encode", str(folder), "-o", str(out), "--protocol", "codes"]) == 0
+    arrays, _ = _load(out)
+    assert list(arrays["status"]) == [OK] * 3
+    for name in ("texture", "shape", "light", "pose"):
+        upright, rotated, huge = arrays[name]
+        np.testing.assert_allclose(rotated, upright, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(huge, upright, rtol=0, atol=0.05 * np.abs(upright).max())
