@@ -141,7 +141,8 @@ def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     assert model.config.rdm_width == 32
     assert torch.equal(model.albedo_net.decoder[0].weight, before.albedo_net.decoder[0].weight)  # Stage 1 frozen
     assert [r["step"] for r in _rows(tmp_path / "s2")] == ["1", "2", "3"]
-    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth", "skipped_files"}
+    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth", "reconstruction",
+                                              "skipped_files"}
 
 
 def test_image_folder_with_a_broken_file_is_trained_on_and_the_skip_logged(tmp_path: Path) -> None:
