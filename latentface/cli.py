@@ -78,7 +78,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         except (ImportError, RuntimeError) as err:
             return fail(f"--detect: {err}")
     try:
-        model = LatentFace.from_pretrained(args.weights, device=device)
+        model = LatentFace.from_pretrained(args.weights, local_files_only=args.local_files_only, device=device)
     except (LatentFaceError, RuntimeError) as err:
         return fail(str(err))
 
@@ -188,6 +188,17 @@ def _image_size(text: str) -> int:
     return value
 
 
+def _add_model_io(parser: argparse.ArgumentParser, output_metavar: str, output_help: str) -> None:
+    """The inputs, output, weights and device arguments shared by the commands that run a model."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image file, folder (recursive), glob pattern (quoted) or @list.txt (one input a line)")
+    parser.add_argument("-o", "--output", required=True, metavar=output_metavar, help=output_help)
+    parser.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
+                        help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
+    parser.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
+    parser.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `latentface` command."""
     parser = argparse.ArgumentParser(prog="latentface", description="LatentFace facial representations.")
@@ -238,12 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "animation, plus DIR/reconstruct.json with the status of every input. Faces whose outputs exist are "
         "skipped. Exit status: 0 all done, 1 some inputs skipped (bad or unreadable), 2 usage, 3 nothing done.",
     )
-    reconstruct.add_argument("inputs", nargs="+", metavar="INPUT",
-                             help="image file, folder, glob pattern (quoted) or @list.txt (one input per line)")
-    reconstruct.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    reconstruct.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
-                             help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
-    reconstruct.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
+    _add_model_io(reconstruct, "DIR", "output folder")
     reconstruct.add_argument("--batch-size", type=_positive_int, default=8, help="faces rendered at once (default 8)")
     reconstruct.add_argument("--detect", action="store_true",
                              help="crop each image to its largest detected face (needs the [face] extra)")
@@ -265,19 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENCODE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    encode.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image file, folder (recursive), glob pattern (quoted) or @list.txt (one input a line)")
-    encode.add_argument("-o", "--output", required=True, metavar="OUT", help="output file, .npz or .parquet")
-    encode.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
-                        help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
-    encode.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
+    _add_model_io(encode, "OUT", "output file, .npz or .parquet")
     encode.add_argument("--protocol", choices=("fer", "verification", "codes"), default="fer",
                         help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
                         "(default fer)")
     encode.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
     encode.add_argument("--seed", type=int, default=0, help="seed of the diffusion noise (default 0)")
     encode.add_argument("--flip", action="store_true", help="encode the horizontally mirrored images")
-    encode.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
     encode.add_argument("--detect", action="store_true",
                         help="crop each image to its largest detected face (Unsup3D crop; needs the [face] extra)")
     encode.add_argument("--all-faces", action="store_true",

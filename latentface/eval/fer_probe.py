@@ -269,16 +269,17 @@ def train_clean_probe(
     return FERProbeResult(report=report, last_epoch=last, history=tuple(history))
 
 
-def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+def stratified_split(labels: Tensor, fraction: float, seed: int, *, floor: bool = False) -> tuple[Tensor, Tensor]:
     """Seeded stratified split of indices into (fit, validation).
 
     Each class of n items gives ``round(fraction * n)`` random items to validation, clipped to [1, n - 1] when
-    n >= 2 (a class of one item stays in fit).
+    n >= 2 (a class of one item stays in fit); with ``floor=True``, ``floor(fraction * n)`` items, unclipped.
 
     Args:
         labels: (N,) class labels.
         fraction: validation fraction, in (0, 1).
         seed: seed of the draw.
+        floor: the unclipped floor rule (used by `latentface.eval.linear_probe`).
 
     Returns:
         Sorted int64 index tensors (fit, validation) on the CPU.
@@ -294,12 +295,12 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     for c in labels.unique():
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
-        n_val = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
+        n_val = int(fraction * len(idx)) if floor else min(max(round(fraction * len(idx)), 1), len(idx) - 1)
         val.append(idx[:n_val])
         fit.append(idx[n_val:])
     val_idx, fit_idx = torch.cat(val).sort().values, torch.cat(fit).sort().values
     if len(val_idx) == 0:
-        raise ValueError("the validation split is empty: every training class has a single item")
+        raise ValueError("the validation split is empty: too few training items per class for val_fraction")
     return fit_idx, val_idx
 
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentface.eval.fer_probe import stratified_split
+
 
 @dataclass(frozen=True)
 class RetrievalResult:
@@ -169,7 +171,7 @@ def linear_probe(
     z_train = (x_train - mean) / std
     z_test = (test_features.detach().to("cpu", torch.float32) - mean) / std
 
-    fit_idx, val_idx = _stratified_split(y_train, val_fraction, seed)
+    fit_idx, val_idx = stratified_split(y_train, val_fraction, seed, floor=True)
     params = (torch.zeros(classes, z_train.shape[1]), torch.zeros(classes))
     best_wd, best_val, best_params = math.nan, -1.0, params
     for wd in sorted(weight_decays, reverse=True):
@@ -217,24 +219,6 @@ def _fit(
 def _predict(params: tuple[Tensor, Tensor], z: Tensor) -> Tensor:
     """Class predictions for standardised features."""
     return F.linear(z, *params).argmax(1)
-
-
-def _stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Indices (fit, validation): ``floor(fraction * n_c)`` random items of each class go to validation."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    generator = torch.Generator().manual_seed(seed)
-    fit, val = [], []
-    for c in labels.unique():
-        idx = torch.nonzero(labels == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        n_val = int(fraction * len(idx))
-        val.append(idx[:n_val])
-        fit.append(idx[n_val:])
-    val_idx, fit_idx = torch.cat(val).sort().values, torch.cat(fit).sort().values
-    if len(val_idx) == 0:
-        raise ValueError("the validation split is empty: too few training items per class for val_fraction")
-    return fit_idx, val_idx
 
 
 def _check_features(features: Tensor, labels: Tensor) -> int:
