@@ -2,6 +2,8 @@
 
     python benchmarks/make_synthfaces_tiny.py                 # about 45 minutes on 2 CPU cores
     python benchmarks/make_synthfaces_tiny.py --work runs     # where the training runs go (reused if complete)
+    python benchmarks/make_synthfaces_tiny.py --set stage1:optim.max_steps=40000 --set stage1:optim.batch_size=128
+                                                              # any config value of a phase, e.g. for a GPU
 
 Steps: the training phases `PHASES` with `benchmarks/configs/synthfaces_tiny_<phase>.toml`, each from the
 previous one's weights (a phase whose ``final/`` exists is not trained again); `benchmarks/reconstruction.py` and
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import timing
+import torch
 
 from latentface.fileio import write_atomic
 from latentface.hub import CONFIG_NAME, WEIGHTS_NAME
-from latentface.training.config import load_config
+from latentface.training.config import TrainConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
@@ -44,12 +47,13 @@ PHASES = ("stage1", "stage1_smooth", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
-def train(phase: str, work: Path, init: Path | None) -> tuple[Path, list[str]]:
+def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
     """Train one phase unless its final weights exist; returns them and the command."""
     out = work / f"synthfaces-tiny-{phase.replace('_', '-')}"
     config = f"benchmarks/configs/synthfaces_tiny_{phase}.toml"
     cmd = ["accelerate", "launch", "benchmarks/train.py", "--config", config, f"output_dir={out}"]
     cmd += [f"init={init}"] if init is not None else []
+    cmd += list(overrides)
     if not (out / "final" / WEIGHTS_NAME).is_file():
         run([sys.executable, *cmd[2:]])
     return out / "final", cmd
@@ -66,29 +70,61 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
     return f"{summary['mean'] * scale:.{digits}f} +- {summary['std'] * scale:.{digits}f}"
 
 
-def card(commands: list[list[str]], steps: list[int], recon: dict[str, Any], dis: dict[str, Any],
-         machine: dict[str, Any]) -> str:
+PAPER = {"lr": 1e-4, "batch_size": 64, "lam_perc": 1.0, "lam_depth_sm": 0.0}
+"""The paper's Stage-1 recipe values the card compares each phase with."""
+
+
+def _machine_text(machine: dict[str, Any]) -> str:
+    where = f"{machine['gpu']} GPU" if machine.get("gpu") else f"{machine['cpu_usable']}-core CPU"
+    return f"{where} ({machine['cpu_model']}), torch {machine['torch']}"
+
+
+def _phase_rows(phases: dict[str, TrainConfig]) -> list[str]:
+    rows = ["| phase | stage | steps | batch | lr | lam_flip | lam_perc | lam_depth_sm | seed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, c in phases.items():
+        losses = (f"{c.loss.lam_flip:g} | {c.loss.lam_perc:g} | {c.loss.lam_depth_sm:g}" if c.stage == 1
+                  else "- | - | -")  # Stage 2's loss has no weights
+        rows.append(f"| {name} | {c.stage} | {c.optim.max_steps} | {c.optim.batch_size} | {c.optim.lr:g} | {losses} | "
+                    f"{c.seed} |")
+    return rows
+
+
+def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
+    stage1 = [c for c in phases.values() if c.stage == 1]
+    notes = [f"widths {model['ae_width']} (autoencoder) / {model['light_pose_width']} (light, pose), latent size "
+             f"{model['latent_dim']}, RDM width {model['rdm_width']} (released: 64 / 32, 256, 128)"]
+    if any(c.loss.lam_perc == 0 for c in stage1):
+        notes.append("no perceptual loss (`lam_perc = 0`: the ImageNet VGG16 weights cannot be downloaded where "
+                     "these weights are built)")
+    if any(c.loss.lam_depth_sm != PAPER["lam_depth_sm"] for c in stage1):
+        notes.append("Unsup3D's depth smoothness term in some phases (`lam_depth_sm`; 0 for its faces)")
+    lrs = sorted({c.optim.lr for c in phases.values()} - {PAPER["lr"]})
+    if lrs:
+        notes.append(f"learning rate {', '.join(f'{lr:g}' for lr in lrs)} (released 1e-4)")
+    if any(c.optim.batch_size != PAPER["batch_size"] for c in stage1):
+        notes.append(f"Stage-1 batch {', '.join(sorted({str(c.optim.batch_size) for c in stage1}))} (released 64)")
+    return "; ".join(notes) + "."
+
+
+def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[str, Any], recon: dict[str, Any],
+         dis: dict[str, Any], machine: dict[str, Any]) -> str:
     """The model card of the bundled weights."""
     r = recon["results"]
     lines = [
         "---", "library_name: latentface", "license: mit", "tags: [latentface, face, synthetic]", "---", "",
         "# synthfaces-tiny", "",
         "A small LatentFace model (both stages) trained by this library's pipeline on SynthFaces, its procedural",
-        "3D face world, on a 2-core CPU. It exists so that every example and test runs offline: it reconstructs",
-        "SynthFaces-like images, not real faces, and its numbers are not the paper's. For real faces, convert the",
-        "official checkpoints (`latentface convert`).", "",
+        f"3D face world, on a {_machine_text(machine)}. It exists so that every example and test runs offline: it",
+        "reconstructs SynthFaces-like images, not real faces, and its numbers are not the paper's. For real faces,",
+        "convert the official checkpoints (`latentface convert`).", "",
         "## How it was made", "",
         "```bash", *(" ".join(c) for c in commands), "```", "",
-        f"Stage 1: {steps[0]} steps, then {steps[1]} steps with Unsup3D's depth smoothness term; Stage 2: "
-        f"{steps[2]} steps (`benchmarks/make_synthfaces_tiny.py` runs them in turn, scores the result and writes",
-        "this folder). Training seeds 0, 1, 0 (initialisation, data order, flips, noise);",
-        f"SynthFaces world seed 0, train split. Machine: {machine['cpu_model']}, {machine['cpu_usable']} CPU cores, "
-        f"torch {machine['torch']}.", "",
-        "Deviations from the paper's recipe, for the CPU budget: widths 16 (autoencoder) / 8 (light, pose), latent",
-        "size 64, RDM width 32; no perceptual loss (`lam_perc = 0`: the ImageNet VGG16 weights cannot be",
-        "downloaded where this was built), replaced in the second Stage-1 phase by the depth smoothness term",
-        "(`lam_depth_sm = 1.0`; Unsup3D uses 0.1 for its synthetic cars); learning rate 3e-4; batch 32 (Stage 1)",
-        "and 2 clips of 16 frames (Stage 2). Configs: `benchmarks/configs/synthfaces_tiny_*.toml`.", "",
+        "`benchmarks/make_synthfaces_tiny.py` runs the phases in turn (each from the previous one's weights), scores",
+        "the result and writes this folder. Phases (configs `benchmarks/configs/synthfaces_tiny_*.toml`, with the",
+        "overrides in the commands above); SynthFaces world seed 0, train split:", "",
+        *_phase_rows(phases), "",
+        f"Deviations from the paper's recipe: {_deviations(phases, model)}", "",
         "## Scores on the SynthFaces test split (identities never seen in training)", "",
         f"Depth in the input view, {recon['num_images']} images (`benchmarks/reconstruction.py`; Unsup3D's",
         "SIDE and MAD, GT foreground = face mask eroded by one pixel; mean +- std over images):", "",
@@ -129,17 +165,27 @@ def card(commands: list[list[str]], steps: list[int], recon: dict[str, Any], dis
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs", help="folder of the training runs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PHASE:KEY=VALUE",
+                   help=f"override a config value of one phase ({', '.join(PHASES)}), e.g. stage1:optim.lr=1e-4")
     args = p.parse_args(argv)
-    commands, steps, final = [], [], None
+    overrides: dict[str, list[str]] = {phase: [] for phase in PHASES}
+    for item in args.overrides:
+        phase, sep, setting = item.partition(":")
+        if not sep or phase not in overrides or "=" not in setting:
+            p.error(f"--set expects PHASE:KEY=VALUE with PHASE one of {', '.join(PHASES)}, got {item!r}")
+        overrides[phase].append(setting)
+    commands, phases, final = [], {}, None
     for phase in PHASES:
-        final, cmd = train(phase, args.work, final)
+        final, cmd = train(phase, args.work, final, overrides[phase])
         commands.append(cmd)
-        steps.append(load_config(final.parent / "config.toml").optim.max_steps)
+        phases[phase] = load_config(final.parent / "config.toml")
     recon = evaluate(final, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
     dis = evaluate(final, "disentangle", "final")
     commands += [["python", f"benchmarks/{name}.py", "--weights", "synthfaces-tiny", *EVAL_SIZES[name]]
                  for name in ("reconstruction", "disentangle")]
-    text = card(commands, steps, recon, dis, timing.machine_info([]))
+    devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
+    model_config = json.loads((final / CONFIG_NAME).read_text())
+    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices))
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(final / name, TARGET / name)
