@@ -1,0 +1,33 @@
+"""`benchmarks/encode_speed.py` runs end to end and reports every point it timed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "encode_speed.py"
+
+
+def test_encode_speed_script(tmp_path: Path) -> None:
+    output = tmp_path / "encode.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--images", "6", "--detect-images", "2", "--canvas", "256", "--batch-size", "4",
+         "--repeats", "1", "--protocols", "fer", "codes", "--threads", "1", "--output", str(output)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| protocol | --detect | input | images | encoded | images/s |" in proc.stdout
+    report = json.loads(output.read_text(encoding="utf-8"))
+    plain = [r for r in report["results"] if not r["detect"]]
+    assert [r["protocol"] for r in plain] == ["fer", "codes"]
+    for r in plain:
+        assert r["images"] == r["encoded"] == 6 and len(r["seconds"]) == 1 and r["images_per_s"] > 0
+    try:
+        import facenet_pytorch  # noqa: F401
+    except ImportError:
+        assert len(report["results"]) == 2
+    else:
+        [detect] = [r for r in report["results"] if r["detect"]]
+        assert detect["images"] == 2 and 0 <= detect["encoded"] <= 2 and detect["images_per_s"] > 0
