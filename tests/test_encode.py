@@ -469,7 +469,7 @@ def test_detect_pass_with_fake_detector(model, faces, tmp_path, monkeypatch, cap
 
 def test_detect_with_mtcnn(model, good_dir, tmp_path) -> None:
     pytest.importorskip("facenet_pytorch")
-    from latentface.data.records import crop_replicate
+    from latentface.preprocess.crops import crop_replicate
     from latentface.preprocess.faces import FaceDetector
 
     detector = FaceDetector(select="largest")

@@ -372,3 +372,15 @@ def test_detector_refuses_bad_settings(kwargs: dict[str, object], match: str) ->
 
     with pytest.raises(ValueError, match=match):
         FaceDetector(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_box_over_a_16_bit_image_loads_as_the_whole_image(tmp_path) -> None:
+    from latentface.data.records import ImageRecord, load_record
+
+    pixels = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(pixels).save(path)  # a 16-bit grayscale PNG (mode I;16)
+    assert Image.open(path).mode.startswith("I")
+    whole = load_record(ImageRecord(path), 16)
+    boxed = load_record(ImageRecord(path, box=(0, 0, 32, 32)), 16)
+    assert whole.max() > 0.5 and torch.allclose(boxed, whole, atol=1 / 255)

@@ -181,3 +181,13 @@ def test_confusion_matrix_plot_is_a_png_with_shaded_cells(tmp_path) -> None:
         save_confusion_matrix(tmp_path / "x.jpg", torch.eye(3), names)
     with pytest.raises(ValueError, match="class names"):
         save_confusion_matrix(tmp_path / "x.png", torch.eye(3), names[:2])
+
+
+def test_seeded_linear_leaves_the_global_rng_alone() -> None:
+    from latentface.eval.heads import seeded_linear
+
+    state = torch.get_rng_state()
+    a = seeded_linear(8, 3, bias=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
+    b = seeded_linear(8, 3, bias=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from latentface.errors import InvalidImageError
 from latentface.preprocess import read_image, to_batch
+from latentface.preprocess.crops import crop_image
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,6 @@ class ImageRecord:
     path: Path
     label: int | None = None
     box: tuple[int, int, int, int] | None = None
-
-
-def crop_replicate(pixels: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
-    """Crop (H, W, C) pixels to a box, replicating border pixels where the box leaves the image.
-
-    Raises:
-        ValueError: a box side is not positive.
-    """
-    if width < 1 or height < 1:
-        raise ValueError(f"box sides must be positive, got width {width} and height {height}")
-    rows = np.clip(np.arange(y, y + height), 0, pixels.shape[0] - 1)
-    cols = np.clip(np.arange(x, x + width), 0, pixels.shape[1] - 1)
-    return pixels[rows[:, None], cols[None, :]]
 
 
 def load_record(
@@ -63,6 +51,10 @@ def load_record(
     """
     if record.box is None:
         return to_batch(record.path, size, resample, resize_mode)[0]
-    image = read_image(record.path)
-    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    return to_batch(crop_replicate(pixels, *record.box), size, resample, resize_mode)[0]
+    try:
+        image = read_image(record.path)
+    except InvalidImageError as err:
+        raise InvalidImageError(f"{str(record.path)!r}: {err}") from err
+    except (OSError, ValueError) as err:
+        raise InvalidImageError(f"{str(record.path)!r}: cannot read image: {err}") from err
+    return to_batch(crop_image(image, record.box), size, resample, resize_mode)[0]

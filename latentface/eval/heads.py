@@ -27,7 +27,7 @@ def seeded_linear(
     Returns:
         The initialised layer on `device`.
     """
-    layer = nn.Linear(in_features, out_features, bias=bias, device="cpu")
+    layer = nn.Linear(in_features, out_features, bias=bias, device="meta").to_empty(device="cpu")  # no global draw
     with torch.no_grad():
         nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
         if layer.bias is not None:

@@ -35,7 +35,6 @@ import math
 import numpy as np
 from PIL import Image
 
-from latentface.data.records import crop_replicate
 from latentface.preprocess.images import to_rgb8
 
 __all__ = ["CROPS", "UNSUP3D_SCALE", "UNSUP3D_SHIFT", "celeba_crop_box", "crop_box_for", "crop_image",
@@ -124,6 +123,19 @@ def crop_box_for(box: Box, crop: str) -> IntBox:
     if crop == "celeba":
         return celeba_crop_box(box)
     raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+
+
+def crop_replicate(pixels: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
+    """Crop (H, W, C) pixels to a box, replicating border pixels where the box leaves the image.
+
+    Raises:
+        ValueError: a box side is not positive.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"box sides must be positive, got width {width} and height {height}")
+    rows = np.clip(np.arange(y, y + height), 0, pixels.shape[0] - 1)
+    cols = np.clip(np.arange(x, x + width), 0, pixels.shape[1] - 1)
+    return pixels[rows[:, None], cols[None, :]]
 
 
 def crop_image(image: Image.Image, crop_box: IntBox, size: int | None = None) -> Image.Image:
