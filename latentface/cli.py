@@ -55,7 +55,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 EXIT_NOTHING_DONE = 3
-"""`reconstruct`, `encode`: nothing was done (every input failed, none matched, or no model or detector)."""
+"""`reconstruct`, `encode`: nothing was done (no input matched, or no model or detector could be loaded; for
+`reconstruct` also: every input failed — `encode` then still writes its table of statuses and exits 1)."""
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit code (0 ok, 1 error, 2 usage)."""
+    """Run the command; returns the exit code (0 ok, 1 some inputs failed, 2 usage, 3 nothing done)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "convert" and args.unsup3d is None and args.rdm is None:

@@ -345,10 +345,15 @@ def _load(path: Path, model: LatentFace, detector: FaceDetectorLike | None) -> T
     if detector is None:
         return model.preprocess(path)
     try:
-        image = read_image(path).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        image = read_image(path)  # the detector converts any mode itself (16-bit scaled, not clipped)
+    except InvalidImageError:
+        raise
+    except (OSError, ValueError) as err:
         raise InvalidImageError(f"cannot read image: {err}") from err
-    crops = detector.detect(image)
+    try:
+        crops = detector.detect(image)
+    except RuntimeError as err:
+        raise InvalidImageError(f"face detection failed: {err}") from err
     if not crops:
         raise InvalidImageError("no face found")
     return model.preprocess(crops[0].image)

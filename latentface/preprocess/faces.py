@@ -121,15 +121,15 @@ class FaceDetector:
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceCrop]]:
-        """`detect` for several images; images of equal detection size go through MTCNN together.
+        """`detect` for several images; images of equal detection size and scale go through MTCNN together.
 
         Raises:
             InvalidImageError: an input is not a PIL image or is too small (its index is named).
         """
         prepared = [self._prepare(image, f"image {i}") for i, image in enumerate(images)]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, item in enumerate(prepared):
-            groups.setdefault(item.work.size, []).append(i)
+        groups: dict[tuple[tuple[int, int], float], list[int]] = {}
+        for i, item in enumerate(prepared):  # one MTCNN call needs one image size and one search size
+            groups.setdefault((item.work.size, item.scale), []).append(i)
         found: list[list[FaceCrop]] = [[] for _ in prepared]
         for indices in groups.values():
             scale = prepared[indices[0]].scale
