@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -103,6 +105,24 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _on_main_process(fn: Callable[[], T], state: Any) -> T:
+    """Run `fn` on the main process only and give its result, or the error it raised, to every process."""
+    outcome: list[Any] = [None]
+    if state.is_main_process:
+        try:
+            outcome = [(True, fn())]
+        except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
+            outcome = [(False, err)]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(outcome)
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value
+
+
 ENCODE_SHOWN_SKIPS = 20
 """`encode`: at most this many skipped inputs are named on stderr (all are in the output's status array)."""
 
@@ -140,11 +160,14 @@ def _encode(args: argparse.Namespace) -> int:
     try:
         model = LatentFace.from_pretrained(args.weights, local_files_only=args.local_files_only, device=device)
         if args.detect:
-            from latentface.preprocess.faces import FaceDetector
+            def detect() -> InputRows:
+                from latentface.preprocess.faces import FaceDetector
 
-            detector = FaceDetector(device=str(device), crop="unsup3d", select="all" if args.all_faces else "largest")
-            rows = detect_rows(found.files, detector, all_faces=args.all_faces,
-                               progress=progress and state.is_main_process)
+                select = "all" if args.all_faces else "largest"
+                detector = FaceDetector(device=str(device), crop="unsup3d", select=select)
+                return detect_rows(found.files, detector, all_faces=args.all_faces, progress=progress)
+
+            rows = _on_main_process(detect, state)  # one detection pass; every process encodes the same rows
         else:
             rows = InputRows.from_paths(found.files)
         result = encode_records(
