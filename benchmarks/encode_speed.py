@@ -5,9 +5,10 @@
     python benchmarks/encode_speed.py --canvas 640          # detection on faces pasted into 640 x 480 photos
 
 The images are SynthFaces test renders written as PNG files to a temporary folder: at the model's size for the
-plain runs, and pasted at a random place into a larger noisy canvas (``--canvas`` wide, 3:4) for the
+plain runs, and pasted at a random place into a larger noisy canvas (``--canvas`` wide, 4:3) for the
 ``--detect`` run, so that detection searches a photo-sized image. Each run is the command itself, in this process
-(`latentface.cli.main`): listing and decoding the files, detection, the model, and writing the ``.npz``
+(`latentface.cli.main`): loading the weights (and MTCNN), listing and decoding the files, detection, the model,
+and writing the ``.npz``
 atomically; the output is removed between repeats so that nothing is reused. Python and torch start-up are not
 counted (about 2 s per command), nor a first warm-up run per point. Reported: images/s (images given, over the
 median of ``--repeats`` runs) per protocol, with and without ``--detect`` (skipped without facenet-pytorch), and

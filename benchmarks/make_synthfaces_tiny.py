@@ -9,7 +9,8 @@ Steps: the training phases `PHASES` with `benchmarks/configs/synthfaces_tiny_<ph
 previous one's weights (a phase whose ``final/`` exists is not trained again); `benchmarks/reconstruction.py` and
 `benchmarks/disentangle.py` on the SynthFaces test split; then the weights folder
 ``latentface/weights/synthfaces-tiny`` (config, safetensors, and a model card with the commands, seeds, steps,
-machine and scores beside the baselines) and the score files in ``benchmarks/results/``.
+machine and scores beside the baselines) and the score files in ``benchmarks/results/``. The card names the
+machine this script runs on: run every phase there (reused phases from elsewhere would be misattributed).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = 
     cmd += list(overrides)
     if not (out / "final" / WEIGHTS_NAME).is_file():
         run([sys.executable, *cmd[2:]])
+    elif overrides:
+        raise SystemExit(f"phase {phase} is already trained in {out}: remove that folder to train it with "
+                         f"{' '.join(overrides)}")
     return out / "final", cmd
 
 

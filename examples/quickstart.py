@@ -28,7 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, default=SAMPLES, help="face images (default: examples/faces)")
     parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
-    parser.add_argument("--output", type=Path, default=Path("quickstart-output"), help="output folder")
+    parser.add_argument("--out", "--output", dest="output", type=Path, default=Path("quickstart-output"),
+                        help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -40,7 +40,7 @@ _ENCODER_DECODER = {"netA": "albedo_net", "netD": "depth_net"}
 _PLAIN = {"netL": "light_net", "netV": "view_net"}
 _CONFIDENCE = {"network": "trunk", "out_net1": "head_pixel", "out_net2": "head_perceptual"}
 _RDM = {"netEA": "albedo_rdm", "netED": "depth_rdm"}
-# Unsup3D's single Sequential: the decoder starts at index 13 (LATENTFACE.md section 7).
+# Unsup3D's single Sequential: the decoder starts at index 13 (the released code's split of it).
 _DECODER_OFFSET = 13
 
 # diffusers UNet2DModel (0.14 naming) -> native denoiser, per parameter owner; conv weights keep the centre tap.

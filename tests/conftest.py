@@ -45,7 +45,7 @@ def images() -> torch.Tensor:
 
 
 # --- Synthetic official checkpoints (full size, random weights), shared by test_convert.py and test_cli.py ---
-# Shapes come from the key manifests in latentface/manifests (LATENTFACE.md section 7); nothing is downloaded.
+# Shapes come from the key manifests in latentface/manifests (the official checkpoints' layout); nothing is downloaded.
 
 OFFICIAL_STAGE1_NETS = ("netA", "netD", "netL", "netV", "netC")
 # Unsup3D's encoder-decoder Sequential splits into LatentFace's network1 (encoder) / network2 (decoder) here.
@@ -74,7 +74,7 @@ def official_stage1(seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
 
 def split_stage1(stage1: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
     """The same tensors in LatentFace's split layout: netA/netD ``network.{i}`` -> ``network1.{i}`` (i < 13) or
-    ``network2.{i - 13}``; the other nets unchanged (LATENTFACE.md section 7)."""
+    ``network2.{i - 13}``; the other nets unchanged (the official checkpoints' layout)."""
     out: dict[str, dict[str, torch.Tensor]] = {}
     for net, state in stage1.items():
         if net not in ("netA", "netD"):

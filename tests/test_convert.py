@@ -1,8 +1,8 @@
 """Converter: synthetic official checkpoints (full size, random weights) -> weights folders.
 
 The converted models are checked against the ORIGINAL networks: Stage 1 against official-layout networks written
-here from LATENTFACE.md section 1 (loaded with the official keys), the RDM against a diffusers UNet2DModel loaded
-with the official netEA / netED state dicts (all 3x3 taps and the attention's query/key random).
+here from Unsup3D's `networks.py` architecture (loaded with the official keys), the RDM against a diffusers
+UNet2DModel loaded with the official netEA / netED state dicts (all 3x3 taps and the attention's query/key random).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ OUTPUT_FILES = {"config.json", "model.safetensors", "README.md"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Official Stage-1 networks, re-stated from LATENTFACE.md section 1 with the official Sequential indices.
+# Official Stage-1 networks, re-stated from Unsup3D's `networks.py` with the official Sequential indices.
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -210,7 +210,7 @@ def _saved_state(folder: Path) -> dict[str, Tensor]:
 
 
 def _native_name(net: str, key: str) -> str:
-    """Where an official Unsup3D-layout Stage-1 key must land (LATENTFACE.md section 7 index mapping). The split
+    """Where an official Unsup3D-layout Stage-1 key must land (the released code's index mapping). The split
     layout's tensors are the same tensors renamed by `split_stage1`, so they must land at the same names."""
     head, index, param = key.split(".", 2)
     i = int(index)

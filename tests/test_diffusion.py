@@ -21,7 +21,7 @@ def toy_denoiser(cond: torch.Tensor):
 
 
 def step_0_14(x0: torch.Tensor, x_t: torch.Tensor, a_prev: float) -> torch.Tensor:
-    """diffusers 0.14.0 DDIM step for x0-prediction, eta 0, as LATENTFACE.md section 4 states it."""
+    """diffusers 0.14.0 DDIM step for x0-prediction, eta 0, as that release computed it."""
     return math.sqrt(a_prev) * x0.clamp(-1, 1) + math.sqrt(1 - a_prev) * x0
 
 

@@ -134,8 +134,15 @@ def test_folder_statuses_nan_rows_and_npz_contents(mixed_dir, tmp_path, capsys) 
     # RGBA and grayscale decode to the RGB pixels: the texture and shape columns (no noise) match the RGB image.
     feats = dict(zip(names, arrays["features"], strict=True))
     d = 64
+    gray = tmp_path / "gray_as_rgb.png"
+    _save(np.asarray(Image.open(mixed_dir / "a3_gray.png").convert("RGB")), gray)
+    assert main(["encode", str(gray), "-o", str(tmp_path / "gray.npz")]) == EXIT_OK
+    gray_rgb = _load(tmp_path / "gray.npz")[0]["features"][0]
+    (tmp_path / "gray.npz").unlink()
+    gray.unlink()
     for cols in (slice(d, 2 * d), slice(3 * d, 4 * d)):
         np.testing.assert_allclose(feats["a4_rgba.png"][cols], feats["a1.png"][cols], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(feats["a3_gray.png"][cols], gray_rgb[cols], rtol=0, atol=1e-5)
     assert not [p for p in tmp_path.iterdir() if p.name != "feats.npz"], "chunks or temporary files left behind"
 
 
@@ -283,8 +290,9 @@ def test_sigkill_leaves_no_output_and_resume_equals_uninterrupted(good_dir, tmp_
     argv = ["encode", str(good_dir), "--batch-size", "1", "--protocol", "verification"]
     assert main([*argv, "-o", str(tmp_path / "full.npz")]) == EXIT_OK
     out = tmp_path / "run" / "feats.npz"
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_ENCODE, *argv, "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_ENCODE, *argv, "-o", str(out)],  # one thread, as here
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     while len(list(out.parent.glob(".feats.npz.*.chunks/batch-*.npz"))) < 3:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its 3rd chunk"

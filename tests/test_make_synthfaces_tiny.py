@@ -29,10 +29,14 @@ def test_card_describes_the_phases_and_machine(gpu: str | None) -> None:
     text = build.card([["accelerate", "launch", "benchmarks/train.py"]], phases, model, _results("reconstruction"),
                       _results("disentangle"), machine)
     assert ("NVIDIA H200 GPU" if gpu else "2-core CPU") in text
-    assert "| stage2 | 2 | 1234 | 2 | 0.0003 | - | - | - | 0 |" in text
-    assert "| stage1_smooth | 1 | 1000 | 32 | 0.0003 | 0.5 | 0 | 1 | 1 |" in text
-    assert "no perceptual loss" in text and "learning rate 0.0003 (released 1e-4)" in text
-    assert "Stage-1 batch 32 (released 64)" in text and f"latent size {model['latent_dim']}" in text
+    s2, smooth = phases["stage2"], phases["stage1_smooth"]
+    assert f"| stage2 | 2 | 1234 | {s2.optim.batch_size} | {s2.optim.lr:g} | - | - | - | {s2.seed} |" in text
+    assert (f"| stage1_smooth | 1 | {smooth.optim.max_steps} | {smooth.optim.batch_size} | {smooth.optim.lr:g} | "
+            f"{smooth.loss.lam_flip:g} | {smooth.loss.lam_perc:g} | {smooth.loss.lam_depth_sm:g} | {smooth.seed} |"
+            in text)
+    assert ("no perceptual loss" in text) == any(phases[p].loss.lam_perc == 0 for p in ("stage1", "stage1_smooth"))
+    assert f"Stage-1 batch {smooth.optim.batch_size} (released 64)" in text
+    assert f"latent size {model['latent_dim']}" in text
 
 
 @pytest.mark.parametrize("bad", ["stage1", "stage3:optim.lr=1", "stage1:optim.lr"])

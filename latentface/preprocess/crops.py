@@ -4,8 +4,8 @@ cutting that box out of an image with its borders replicated.
 Two conventions (`CROPS`):
 
 - ``"unsup3d"``: the crop of Unsup3D's demo (``demo/demo.py``, ``Demo.detect_face``, github.com/elliottwu/unsup3d),
-  which LatentFace's ``webimage_recrop.py`` reuses to re-crop the VoxCeleb frames of Stage 2 (LATENTFACE.md
-  section 4). With an MTCNN box of width ``bw`` and height ``bh`` and centre ``(cx, cy)``: the half side is
+  which LatentFace's ``webimage_recrop.py`` reuses to re-crop the VoxCeleb frames of Stage 2. With an MTCNN box
+  of width ``bw`` and height ``bh`` and centre ``(cx, cy)``: the half side is
   ``c = floor((bh + bw) / 2 / 2 * 1.1)`` (1.1 times the mean side, halved, truncated as the demo's ``int()``), the
   crop is the square of side ``2c`` with top-left corner ``(floor(cx) - c, floor(cy + 0.15 c) - c)``, i.e. centred
   on the box and moved down by 0.15 c so that the chin is inside. Pixels outside the image repeat the nearest

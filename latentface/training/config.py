@@ -1,8 +1,8 @@
 """Training configuration: nested dataclasses read from TOML, overridden by ``section.key=value`` strings.
 
-Defaults are the paper's recipe (LATENTFACE.md sections 3 and 4): Stage 1 as Unsup3D on CelebA (Adam 1e-4, weight
-decay 5e-4, batch 64, 30 epochs, lam_flip 0.5, lam_perc 1), Stage 2 as LatentFace on VoxCeleb (one 16-frame clip
-per step, gradient-norm clip 1.0). The resolved configuration is saved with every run as ``config.toml``.
+Defaults are the paper's recipe (Unsup3D's and LatentFace's released code): Stage 1 as Unsup3D on CelebA (Adam
+1e-4, weight decay 5e-4, batch 64, 30 epochs, lam_flip 0.5, lam_perc 1), Stage 2 as LatentFace on VoxCeleb (one
+16-frame clip per step, gradient-norm clip 1.0). The resolved configuration is saved with every run as ``config.toml``.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class Stage1Objective(nn.Module):
     """Reconstruct the input through the 3D factors, in the input view, with and without the flip.
 
     ``loss = L1 + lam_flip L1_flip + lam_perc (perc + lam_flip perc_flip) + lam_depth_sm smoothness``
-    (LATENTFACE.md section 3). The smoothness term is Unsup3D's optional one (0 for its faces, used for its
+    (Unsup3D, Wu et al., CVPR 2020). The smoothness term is Unsup3D's optional one (0 for its faces, used for its
     synthetic cars): the mean absolute difference of neighbouring canonical depths over ``max - min``, here over
     the columns inside the clamped border (Unsup3D takes it before the clamp; inside they are equal). As in
     Unsup3D, the reconstructions are zeroed (mid-grey, 0.5 in [0, 1] units) outside the mask valid in both

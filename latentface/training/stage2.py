@@ -31,7 +31,7 @@ class Stage2Output:
 
 
 class Stage2Objective(nn.Module):
-    """SNR-weighted x0-prediction loss of both RDMs, Stage 1 frozen (LATENTFACE.md section 4).
+    """SNR-weighted x0-prediction loss of both RDMs, Stage 1 frozen (LatentFace's released Stage-2 code).
 
     For every frame of a clip, the target x0 is the mean of the clip's latents (time-invariant: identity) and the
     condition is the frame's own latent; t is drawn uniformly in [0, num_train_timesteps) per frame.
