@@ -14,6 +14,7 @@ use the same key for their feature cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -56,6 +57,8 @@ DEFAULT_MIN_SIDE = MIN_IMAGE_SIDE
 """Smallest image (or face box) side, in pixels, that is encoded."""
 
 _METADATA = "metadata"
+_CHUNK_KEY = "key"
+"""Array of a chunk file holding the key of the run that wrote it."""
 _PARQUET_METADATA = b"latentface"
 
 
@@ -280,18 +283,28 @@ def _chunk_path(work: Path, index: int) -> Path:
     return work / f"batch-{index:07d}.npz"
 
 
-def _load_chunk(path: Path, rows: int, widths: Mapping[str, int]) -> dict[str, np.ndarray] | None:
-    """A saved chunk, or None when it is absent or does not have the expected arrays and shapes."""
+def _load_chunk(path: Path, key: str, rows: int, widths: Mapping[str, int]) -> dict[str, np.ndarray] | None:
+    """A saved chunk of the run with this key, or None when it is absent, of another run, or damaged."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
+            if str(data[_CHUNK_KEY]) != key:
+                return None
             chunk = {name: data[name] for name in ("status", *widths)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     if chunk["status"].shape != (rows,) or any(chunk[n].shape != (rows, w) for n, w in widths.items()):
         return None
     return chunk
+
+
+def _remove_chunks(work: Path, batches: int) -> None:
+    """Delete this run's chunk files, then the folder if nothing else is in it (a user's folder may hold more)."""
+    for i in range(batches):
+        _chunk_path(work, i).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        work.rmdir()
 
 
 def default_work_dir(out_path: str | Path, key: str) -> Path:
@@ -497,18 +510,18 @@ def encode_records(
               disable=not (progress and state.is_main_process)) as bar:
         for i in mine:
             path = _chunk_path(work, i)
-            if _load_chunk(path, len(rows[i]), widths) is None:
+            if _load_chunk(path, key, len(rows[i]), widths) is None:
                 generator = torch.Generator().manual_seed(batch_seed(seed, i))
                 chunk = _encode_chunk(model, [records[j] for j in rows[i]], [skip.get(j) for j in rows[i]],
                                       protocol, flip, min_side, generator)
-                write_atomic(path, _npz_bytes(chunk))
+                write_atomic(path, _npz_bytes({**chunk, _CHUNK_KEY: np.array(key)}))
                 computed += 1
             bar.update(len(rows[i]))
     state.wait_for_everyone()
     if state.is_main_process:
         chunks = []
         for i in range(batches):
-            chunk = _load_chunk(_chunk_path(work, i), len(rows[i]), widths)
+            chunk = _load_chunk(_chunk_path(work, i), key, len(rows[i]), widths)
             if chunk is None:
                 raise RuntimeError(f"chunk {_chunk_path(work, i)} is missing or damaged after every process finished")
             chunks.append(chunk)
@@ -521,7 +534,7 @@ def encode_records(
                     "rows": len(records), "ok": int((table["status"] == OK).sum()), "arrays": list(widths),
                     **settings}
         write_output(out, table, metadata)
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_chunks(work, batches)
         status = table["status"]
     state.wait_for_everyone()
     if not state.is_main_process:

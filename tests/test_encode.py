@@ -524,3 +524,22 @@ def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, 
         upright, rotated, huge = arrays[name]
         np.testing.assert_allclose(rotated, upright, rtol=0, atol=1e-5)
         np.testing.assert_allclose(huge, upright, rtol=0, atol=0.05 * np.abs(upright).max())
+
+
+def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(model, good_dir, tmp_path) -> None:
+    from latentface.extract import _chunk_path, array_widths
+
+    records = [ImageRecord(p) for p in sorted(good_dir.glob("*.png"))]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    first = encode_records(model, records, tmp_path / "a.npz", protocol="codes", batch_size=4, seed=0,
+                           work_dir=work, progress=False)
+    assert first.computed_batches == 3 and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+    # Batch 0 of the seed-0 run, saved as a chunk: well formed, but of another run than the seed-1 one below.
+    with np.load(tmp_path / "a.npz") as data:
+        chunk = {k: data[k][:4] for k in ("status", *array_widths(model, "codes"))}
+    np.savez(_chunk_path(work, 0), **chunk, key=np.array(first.key))
+    second = encode_records(model, records, tmp_path / "b.npz", protocol="codes", batch_size=4, seed=1,
+                            work_dir=work, progress=False)
+    assert second.computed_batches == 3 and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
