@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,16 @@ import torch
 
 from latentface import LatentFace, LatentFaceConfig
 from latentface.convert import load_manifest
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a test module (restored afterwards): the machine is shared, tiny batches run faster,
+    and in-process runs then round like the single-threaded processes some tests launch."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_config(**overrides: object) -> LatentFaceConfig:

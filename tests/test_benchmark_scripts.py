@@ -7,19 +7,18 @@ import importlib.util
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from benchmark_fixtures import make_affectnet, make_lfw, make_rafdb, make_sllfw
 from PIL import Image
 
 from latentface.data.expressions import AFFECTNET_CLASSES, RAFDB_CLASSES, affectnet_thinning
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 EPOCHS = 3
 CLEAN_LRS = ("1e-3", "1e-2")
@@ -40,13 +39,6 @@ def _script(name: str) -> ModuleType:
     return sys.modules[module_name]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """In-process runs: one torch thread (the machine is shared), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _corrupt(path: Path, how: str) -> None:

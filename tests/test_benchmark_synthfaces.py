@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -65,13 +64,6 @@ def export(tmp_path_factory) -> Path:
                              splits=("test",), seed=3)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """In-process runs: one torch thread (the machine is shared), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------------- reconstruction

@@ -26,6 +26,7 @@ from latentface.data.synthfaces import SynthFacesImages
 from latentface.errors import WeightsError
 from latentface.extract import OK, STAGE1_ARRAYS, batch_seed, cache_key, encode_records, load_output
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 GOOD = 10  # SynthFaces images f0.png .. f9.png (64 px)
 needs_mtcnn = pytest.mark.skipif(importlib.util.find_spec("facenet_pytorch") is None,
                                  reason="facenet-pytorch is not installed (extra `face`)")
@@ -37,14 +38,6 @@ def _save(array: np.ndarray, path: Path, mode: str | None = None) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tiny batches run faster on a shared CPU, and every run here then rounds like the
-    single-threaded processes of the two-process test (the light and pose heads round differently per thread count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from latentface.preprocess import (
     unsup3d_crop_box,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 if TYPE_CHECKING:
     from latentface.preprocess.faces import FaceDetector
 
@@ -198,7 +200,6 @@ def test_missing_facenet_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture(scope="module")
 def faces() -> Faces:
     """Two 128 px SynthFaces renders (near-frontal) and the bounding box (x0, y0, x1, y1) of their face masks."""
-    torch.set_num_threads(1)
     data = SynthFacesImages(2, split="test", seed=0, config=SynthConfig(size=128, max_yaw=15, max_pitch=10))
     out = []
     for item in data.batch([0, 1]).items():

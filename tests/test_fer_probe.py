@@ -18,7 +18,7 @@ from latentface.eval.fer_probe import (
 )
 from latentface.eval.plots import save_confusion_matrix
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 C, D = 4, 12
 PROBES = {

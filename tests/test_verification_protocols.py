@@ -19,7 +19,7 @@ from latentface.eval.verification import (
     roc_curve,
 )
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = 8
 
