@@ -192,3 +192,21 @@ def test_gradient_accumulation_and_bf16(tmp_path: Path) -> None:
 def test_stage1_init_with_model_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model settings"):
         Trainer(_config(tmp_path, "init", f"init={tmp_path / 'weights'}"))
+
+
+def test_stage2_reconstruction_term_only_on_logging_steps(tmp_path: Path, monkeypatch) -> None:
+    from latentface.training.stage2 import Stage2Objective
+
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    calls = []
+    original = Stage2Objective._first_light_reconstruction
+    monkeypatch.setattr(Stage2Objective, "_first_light_reconstruction",
+                        lambda self, clips, codes: calls.append(1) or original(self, clips, codes))
+    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}",
+                                'model={"rdm_width": 32, "rdm_norm_groups": 8}',
+                                "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3",
+                                "optim.batch_size=2", "optim.max_steps=5", "log_every=2"])
+    Trainer(config).train()
+    rows = _rows(tmp_path / "s2")
+    assert [r["step"] for r in rows] == ["2", "4", "5"] and len(calls) == 3  # steps 2, 4 and the last
+    assert all(float(r["reconstruction"]) == float(r["reconstruction"]) for r in rows)  # logged, not NaN

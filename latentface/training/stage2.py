@@ -25,7 +25,7 @@ class Stage2Output:
     loss: Tensor
     albedo: Tensor
     depth: Tensor
-    reconstruction: Tensor
+    reconstruction: Tensor | None
     latents: Latents
     targets: Latents
 
@@ -51,8 +51,16 @@ class Stage2Objective(nn.Module):
             raise WeightsError("Stage 2 needs a model with RDMs (config rdm_width is None)")
         self.model = model
 
-    def forward(self, clips: Tensor, generator: torch.Generator | None = None) -> Stage2Output:
-        """Loss of (B, T, 3, S, S) clips in [0, 1] on the model's device; `generator` draws t and the noise."""
+    def forward(self, clips: Tensor, generator: torch.Generator | None = None, *,
+                reconstruction: bool = True) -> Stage2Output:
+        """Loss of (B, T, 3, S, S) clips in [0, 1] on the model's device; `generator` draws t and the noise.
+
+        Args:
+            clips: the clips.
+            generator: random source of t and the noise.
+            reconstruction: also compute the logged reconstruction term (about 15 times the cost of the loss on a
+                CPU; the trainer asks for it on logging steps only). None in the output when False.
+        """
         if clips.ndim != 5:
             raise ValueError(f"clips must be (B, T, 3, S, S), got {tuple(clips.shape)}")
         b, t = clips.shape[:2]
@@ -69,8 +77,8 @@ class Stage2Objective(nn.Module):
             losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
                                    getattr(targets, name), self.model.schedule, generator)
         return Stage2Output(loss=losses["albedo"] + losses["depth"], albedo=losses["albedo"], depth=losses["depth"],
-                            reconstruction=self._first_light_reconstruction(clips, codes), latents=latents,
-                            targets=targets)
+                            reconstruction=self._first_light_reconstruction(clips, codes) if reconstruction else None,
+                            latents=latents, targets=targets)
 
     @torch.no_grad()
     def _first_light_reconstruction(self, clips: Tensor, codes: FaceCodes) -> Tensor:

@@ -246,7 +246,9 @@ class Trainer:
             lam_flip = 1.0 if self.state.epoch < cfg.lam_flip_start_epoch else cfg.lam_flip
             return self.objective(batch, lam_flip=lam_flip)
         noise = torch.Generator(device=batch.device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        return self.objective(batch, generator=noise)
+        step = self.state.step + 1  # the optimizer step this batch belongs to
+        logged = step % self.config.log_every == 0 or step == self.total_steps
+        return self.objective(batch, generator=noise, reconstruction=logged)  # the diagnostic costs ~15 steps
 
     def train(self, resume: bool = False) -> Path:
         """Run to ``total_steps`` (resuming from the newest checkpoint when asked); returns ``final/``."""
@@ -263,8 +265,8 @@ class Trainer:
 
             progress = tqdm(total=self.total_steps, initial=self.state.step, desc=f"stage {cfg.stage}",
                             disable=not sys.stderr.isatty())
-        window: dict[str, float] = {}
-        batches, seen, skipped, started = 0, 0, 0, time.perf_counter()
+        window: dict[str, list[float]] = {}  # name -> [sum, count] (some terms are computed on logging steps only)
+        seen, skipped, started = 0, 0, time.perf_counter()
         self.objective.train()
         while self.state.step < self.total_steps:
             self.loader.set_epoch(self.state.epoch)
@@ -284,9 +286,10 @@ class Trainer:
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 seen += len(images) * (images.shape[1] if images.ndim == 5 else 1) * acc.num_processes
-                batches += 1
                 for name, value in self._terms(output).items():
-                    window[name] = window.get(name, 0.0) + value
+                    total = window.setdefault(name, [0.0, 0])
+                    total[0] += value
+                    total[1] += 1
                 if not acc.sync_gradients:
                     continue
                 self.state.step += 1
@@ -294,13 +297,13 @@ class Trainer:
                     progress.update(1)
                     progress.set_postfix(loss=f"{output.loss.item():.4f}")
                 if self.state.step % cfg.log_every == 0 or self.state.step == self.total_steps:
-                    means = acc.reduce(torch.tensor([v / batches for v in window.values()], device=acc.device), "mean")
+                    means = acc.reduce(torch.tensor([s / n for s, n in window.values()], device=acc.device), "mean")
                     values = dict(zip(window, means.tolist(), strict=True))
                     values["images_per_s"] = seen / (time.perf_counter() - started)
                     values["skipped_files"] = acc.reduce(torch.tensor(float(skipped), device=acc.device), "sum").item()
                     if acc.is_main_process:
                         self._log(values, tensorboard)
-                    window, batches, seen, skipped, started = {}, 0, 0, 0, time.perf_counter()
+                    window, seen, skipped, started = {}, 0, 0, time.perf_counter()
                 if cfg.stage == 1 and cfg.image_every and self.state.step % cfg.image_every == 0 \
                         and acc.is_main_process:
                     self._save_images(images, output)
