@@ -442,6 +442,26 @@ def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path,
         raise ValueError(f"skip names rows {bad} outside the {len(records)} records")
 
 
+def _merge(out: Path, work: Path, key: str, rows: Sequence[range], widths: Mapping[str, int], names: Sequence[str],
+           records: Sequence[ImageRecord], metadata: dict[str, Any]) -> np.ndarray:
+    """Join every chunk into the output table, write it atomically, remove the chunks; returns the statuses."""
+    chunks = []
+    for i, part in enumerate(rows):
+        chunk = _load_chunk(_chunk_path(work, i), key, len(part), widths)
+        if chunk is None:
+            raise RuntimeError(f"chunk {_chunk_path(work, i)} is missing or damaged after every process finished")
+        chunks.append(chunk)
+    table: dict[str, np.ndarray] = {"files": np.array(names, dtype=str),
+                                    "status": np.concatenate([c["status"] for c in chunks])}
+    if any(record.label is not None for record in records):
+        table["label"] = np.array([-1 if r.label is None else r.label for r in records], dtype=np.int64)
+    table.update({name: np.concatenate([c[name] for c in chunks]) for name in widths})
+    write_output(out, table, {**metadata, "rows": len(records), "ok": int((table["status"] == OK).sum()),
+                              "arrays": list(widths)})
+    _remove_chunks(work, len(rows))
+    return table["status"]
+
+
 def encode_records(
     model: LatentFace,
     records: Sequence[ImageRecord],
@@ -518,25 +538,20 @@ def encode_records(
                 computed += 1
             bar.update(len(rows[i]))
     state.wait_for_everyone()
+    failure: Exception | None = None
     if state.is_main_process:
-        chunks = []
-        for i in range(batches):
-            chunk = _load_chunk(_chunk_path(work, i), key, len(rows[i]), widths)
-            if chunk is None:
-                raise RuntimeError(f"chunk {_chunk_path(work, i)} is missing or damaged after every process finished")
-            chunks.append(chunk)
-        table: dict[str, np.ndarray] = {"files": np.array(names, dtype=str),
-                                        "status": np.concatenate([c["status"] for c in chunks])}
-        if any(record.label is not None for record in records):
-            table["label"] = np.array([-1 if r.label is None else r.label for r in records], dtype=np.int64)
-        table.update({name: np.concatenate([c[name] for c in chunks]) for name in widths})
-        metadata = {"key": key, "weights": weights_name, "weights_digest": digest, "latentface_version": __version__,
-                    "rows": len(records), "ok": int((table["status"] == OK).sum()), "arrays": list(widths),
-                    **settings}
-        write_output(out, table, metadata)
-        _remove_chunks(work, batches)
-        status = table["status"]
+        try:
+            status = _merge(out, work, key, rows, widths, names, records, metadata={
+                "key": key, "weights": weights_name, "weights_digest": digest, "latentface_version": __version__,
+                **settings})
+        except Exception as err:  # re-raised below, once the other processes are released
+            failure = err
     state.wait_for_everyone()
+    if failure is not None:
+        raise failure
     if not state.is_main_process:
-        status = load_output(out)[0]["status"]
+        try:
+            status = load_output(out)[0]["status"]
+        except (OSError, ValueError, KeyError) as err:
+            raise RuntimeError(f"the main process did not write {out} (see its error)") from err
     return EncodeResult(out, key, names, status.tolist(), computed, reused=False)

@@ -11,6 +11,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from latentface.data.records import ImageRecord
+from latentface.errors import InvalidImageError
 
 NO_FACE = "no face detected"
 """Status of an image in which the detector found no face."""
@@ -68,6 +69,9 @@ def detect_rows(paths: Sequence[Path], detector: Any, *, all_faces: bool = False
             continue
         try:
             faces = detector.detect(image)
+        except InvalidImageError:  # e.g. too small to search: the encoder reports the reason
+            rows.add(ImageRecord(path), str(path))
+            continue
         except (RuntimeError, ValueError) as err:
             rows.add(ImageRecord(path), str(path), f"face detection failed: {err}")
             continue
