@@ -26,24 +26,20 @@ import torch.nn.functional as F
 
 from latentface import LatentFace
 from latentface.data.synthfaces import SynthFacesImages
+from latentface.eval import auc, roc_curve
 from latentface.fileio import write_atomic
 from latentface.visualize import save_grid
 
 
-def best_threshold(same: torch.Tensor, different: torch.Tensor) -> tuple[float, float]:
-    """Threshold t (score >= t means "same person") with the best accuracy on the pairs, and that accuracy."""
+def best_threshold(same: torch.Tensor, different: torch.Tensor) -> tuple[float, float, float]:
+    """The ROC curve of the pairs (`latentface.eval.roc_curve`): the threshold (score >= t means "same person")
+    with the best accuracy on them, that accuracy, and the area under the curve."""
     scores = torch.cat([same, different])
     truth = torch.cat([torch.ones_like(same, dtype=torch.bool), torch.zeros_like(different, dtype=torch.bool)])
-    candidates = torch.cat([scores.unique(), scores.max()[None] + 1e-6])  # every distinct cut, plus "nobody"
-    accuracy = ((scores[None, :] >= candidates[:, None]) == truth[None, :]).float().mean(1)
+    fpr, tpr, thresholds = roc_curve(scores, truth)
+    accuracy = (tpr * len(same) + (1 - fpr) * len(different)) / len(scores)
     best = int(accuracy.argmax())
-    return float(candidates[best]), float(accuracy[best])
-
-
-def roc_auc(same: torch.Tensor, different: torch.Tensor) -> float:
-    """Area under the ROC curve: the probability that a same pair outscores a different pair (ties count half)."""
-    wins = (same[:, None] > different[None, :]).float() + 0.5 * (same[:, None] == different[None, :]).float()
-    return float(wins.mean())
+    return float(thresholds[best]), float(accuracy[best]), auc(fpr, tpr)
 
 
 def main() -> None:
@@ -75,22 +71,21 @@ def main() -> None:
     unit = F.normalize(features, dim=1)
     score = (unit[first] * unit[second]).sum(1)
     same, different = score[same_pairs], score[different_pairs]
-    threshold, accuracy = best_threshold(same, different)
-    auc = roc_auc(same, different)
+    threshold, accuracy, area = best_threshold(same, different)
 
     print(f"{len(faces)} SynthFaces test faces of {args.identities} identities; verification features "
           f"{tuple(features.shape)}; {len(same)} same-identity and {len(different)} different-identity pairs")
     for name, values in (("same", same), ("different", different)):
         print(f"cosine similarity, {name:>9} identity: mean {values.mean():.4f} std {values.std():.4f} "
               f"min {values.min():.4f} max {values.max():.4f}")
-    print(f"best threshold {threshold:.4f}: accuracy {accuracy:.3f} (chance 0.500); ROC AUC {auc:.4f}")
+    print(f"best threshold {threshold:.4f}: accuracy {accuracy:.3f} (chance 0.500); ROC AUC {area:.4f}")
 
     # 4. Outputs: the scores, and the two hardest pairs side by side.
     hardest = (same_pairs[same.argmin()], different_pairs[different.argmax()])
     images = [batch.image[i] for pair in hardest for i in (first[pair], second[pair])]
     sheet = save_grid(images, args.out / "hardest-pairs.png", nrow=4)
     report = {"weights": args.weights, "identities": args.identities, "samples_per_identity": args.samples_per_identity,
-              "seed": args.seed, "threshold": threshold, "accuracy": accuracy, "roc_auc": auc,
+              "seed": args.seed, "threshold": threshold, "accuracy": accuracy, "roc_auc": area,
               "same": same.tolist(), "different": different.tolist()}
     path = write_atomic(args.out / "scores.json", (json.dumps(report, indent=2) + "\n").encode())
     print(f"wrote {path} and {sheet}")
