@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import load_model
 
 from latentface import LatentFace
 from latentface.data.records import ImageRecord
+from latentface.errors import WeightsError
 from latentface.extract import OK, cache_key, encode_records, load_output
 
 
@@ -128,3 +130,15 @@ def throughput(extractions: Sequence[Extraction]) -> float | None:
     if not full:
         return None
     return sum(len(e.status) for e in full) / sum(e.seconds for e in full)
+
+
+def load_feature_model(name: str, device: Any, feature: str) -> LatentFace:
+    """`timing.load_model`, refusing Stage-1-only weights: the released `feature` needs the RDM.
+
+    Raises:
+        WeightsError: the weights cannot be loaded or have no RDM.
+    """
+    model = load_model(name, device)
+    if not model.config.has_rdm:
+        raise WeightsError(f"weights {name!r} have no RDM (Stage 1 only); the {feature} feature needs Stage 2")
+    return model

@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 import timing
 import torch
-from feature_cache import default_cache_dir, extract, skipped_rows, throughput
-from timing import HelpFormatter, load_model, publish
+from feature_cache import default_cache_dir, extract, load_feature_model, skipped_rows, throughput
+from timing import HelpFormatter, publish
 
 from latentface.data.expressions import ExpressionSet, read_affectnet, read_labelled_folder, read_rafdb
 from latentface.errors import WeightsError
@@ -204,14 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     device = found[0]
     try:
-        model = load_model(args.weights, device)
+        model = load_feature_model(args.weights, device, "FER")
         train, test = read_splits(args)
     except (WeightsError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not model.config.has_rdm:
-        print(f"error: weights {args.weights!r} have no RDM (Stage 1 only); the FER feature needs Stage 2",
-              file=sys.stderr)
         return 2
     common = {"protocol": "fer", "batch_size": args.batch_size, "seed": args.seed, "weights_name": args.weights,
               "progress": not args.no_progress}

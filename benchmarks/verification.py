@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import timing
 import torch
-from feature_cache import default_cache_dir, extract, skipped_rows, throughput
-from timing import HelpFormatter, load_model, publish
+from feature_cache import default_cache_dir, extract, load_feature_model, skipped_rows, throughput
+from timing import HelpFormatter, publish
 
 from latentface.data.pairs import PairSet, read_lfw_pairs, read_sllfw_pairs
 from latentface.data.records import ImageRecord
@@ -144,14 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     device = found[0]
     try:
-        model = load_model(args.weights, device)
+        model = load_feature_model(args.weights, device, "verification")
         pairs = DATASETS[args.dataset](args.data_root, args.pairs_file)
     except (WeightsError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not model.config.has_rdm:
-        print(f"error: weights {args.weights!r} have no RDM (Stage 1 only); the verification feature needs Stage 2",
-              file=sys.stderr)
         return 2
     done = extract(model, [ImageRecord(p) for p in pairs.images], args.cache_dir, f"verification-{args.dataset}",
                    protocol="verification", batch_size=args.batch_size, seed=args.seed, weights_name=args.weights,

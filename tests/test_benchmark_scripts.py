@@ -222,6 +222,20 @@ def test_fer_with_no_readable_test_image_is_an_error(tmp_path: Path, capsys) -> 
     assert "too few readable images: 7 training and 0 test images (7 skipped" in err and "not an image" in err
 
 
+@pytest.mark.parametrize(("script", "feature"), [("fer", "FER"), ("verification", "verification")])
+def test_stage1_only_weights_are_refused(script: str, feature: str, tmp_path: Path, capsys) -> None:
+    from conftest import seeded_model, tiny_config
+
+    weights = tmp_path / "stage1"
+    seeded_model(tiny_config(rdm_width=None)).save_pretrained(weights)
+    dataset = "rafdb" if script == "fer" else "lfw"
+    output = tmp_path / "x.json"
+    code = _script(script).main(["--dataset", dataset, "--data-root", str(tmp_path), "--weights", str(weights),
+                                 "--output", str(output), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2 and not output.exists()
+    assert f"have no RDM (Stage 1 only); the {feature} feature needs Stage 2" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------- verification
 
 
