@@ -398,10 +398,12 @@ def load_output(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
     return arrays, json.loads(meta)
 
 
-def read_key(path: str | Path) -> str | None:
-    """The key stored in an existing output, or None when there is no readable output there."""
+def _existing(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """An existing, readable output (arrays and metadata), or None."""
+    if not path.is_file():
+        return None
     try:
-        return load_output(path)[1].get("key")
+        return load_output(path)
     except (OSError, ValueError, KeyError, EOFError, ImportError, zipfile.BadZipFile):
         return None
 
@@ -510,11 +512,11 @@ def encode_records(
     names = _names(records, names)
     digest, settings = weights_digest(model), _settings(model, protocol, seed, batch_size, flip, min_side)
     key = _key(digest, settings, records, names, skip)
-    if out.is_file() and read_key(out) == key:
+    found = _existing(out)
+    if found is not None and found[1].get("key") == key:
         if work_dir is None:  # chunks left by a run stopped between writing the output and removing them
             shutil.rmtree(default_work_dir(out, key), ignore_errors=True)
-        arrays, _ = load_output(out)
-        return EncodeResult(out, key, names, arrays["status"].tolist(), 0, reused=True)
+        return EncodeResult(out, key, names, found[0]["status"].tolist(), 0, reused=True)
 
     state = process_state()
     work = Path(work_dir) if work_dir is not None else default_work_dir(out, key)
