@@ -444,6 +444,21 @@ def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path,
         raise ValueError(f"skip names rows {bad} outside the {len(records)} records")
 
 
+def _raise_if_any_failed(state: Any, failure: Exception | None) -> None:
+    """Tell every process whether any of them failed (a collective call: nobody is left waiting), then raise."""
+    message = "" if failure is None else f"{type(failure).__name__}: {failure}"
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        others = [m for m in gather_object([message]) if m]
+    else:
+        others = []
+    if failure is not None:
+        raise failure
+    if others:
+        raise RuntimeError(f"another process failed while encoding: {others[0]}")
+
+
 def _merge(out: Path, work: Path, key: str, rows: Sequence[range], widths: Mapping[str, int], names: Sequence[str],
            records: Sequence[ImageRecord], metadata: dict[str, Any]) -> np.ndarray:
     """Join every chunk into the output table, write it atomically, remove the chunks; returns the statuses."""
@@ -528,19 +543,22 @@ def encode_records(
     mine = range(state.process_index, batches, state.num_processes)
     rows = [range(i * batch_size, min(len(records), (i + 1) * batch_size)) for i in range(batches)]
     computed = 0
-    with tqdm(total=sum(len(rows[i]) for i in mine), unit="img", desc=f"encode {protocol}", file=sys.stderr,
-              disable=not (progress and state.is_main_process)) as bar:
-        for i in mine:
-            path = _chunk_path(work, i)
-            if _load_chunk(path, key, len(rows[i]), widths) is None:
-                generator = torch.Generator().manual_seed(batch_seed(seed, i))
-                chunk = _encode_chunk(model, [records[j] for j in rows[i]], [skip.get(j) for j in rows[i]],
-                                      protocol, flip, min_side, generator)
-                write_atomic(path, _npz_bytes({**chunk, _CHUNK_KEY: np.array(key)}))
-                computed += 1
-            bar.update(len(rows[i]))
-    state.wait_for_everyone()
     failure: Exception | None = None
+    try:
+        with tqdm(total=sum(len(rows[i]) for i in mine), unit="img", desc=f"encode {protocol}", file=sys.stderr,
+                  disable=not (progress and state.is_main_process)) as bar:
+            for i in mine:
+                path = _chunk_path(work, i)
+                if _load_chunk(path, key, len(rows[i]), widths) is None:
+                    generator = torch.Generator().manual_seed(batch_seed(seed, i))
+                    chunk = _encode_chunk(model, [records[j] for j in rows[i]], [skip.get(j) for j in rows[i]],
+                                          protocol, flip, min_side, generator)
+                    write_atomic(path, _npz_bytes({**chunk, _CHUNK_KEY: np.array(key)}))
+                    computed += 1
+                bar.update(len(rows[i]))
+    except Exception as err:  # re-raised below, once every process has heard of it
+        failure = err
+    _raise_if_any_failed(state, failure)
     if state.is_main_process:
         try:
             status = _merge(out, work, key, rows, widths, names, records, metadata={

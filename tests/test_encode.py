@@ -352,6 +352,31 @@ def test_two_processes_equal_one(good_dir, tmp_path, detect) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.npz", "two.npz"]
 
 
+_FAILING_PROCESS = """
+import sys
+import latentface.extract as extract
+from latentface.cli import main
+if extract.process_state().process_index == 1:
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+    extract._encode_chunk = fail
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_process_failing_while_encoding_stops_every_process(good_dir, tmp_path) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(_FAILING_PROCESS)
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(script), "encode", str(good_dir), "--batch-size", "2", "-o", str(tmp_path / "out.npz")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180,  # a hang fails here
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert "another process failed while encoding: RuntimeError: disk on fire" in done.stderr
+    assert not (tmp_path / "out.npz").exists()
+
+
 @pytest.mark.parametrize(
     ("inputs", "extra", "code", "message"),
     [
