@@ -138,16 +138,19 @@ def check_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: 
 
 
 def load_weights(module: nn.Module, folder: Path) -> None:
-    """Strictly load ``model.safetensors`` from `folder` into `module` (which may live on the meta device)."""
+    """Strictly load ``model.safetensors`` from `folder` into `module` (which may live on the meta device), as
+    float32 whatever the stored floating dtype."""
     path = folder / WEIGHTS_NAME
     try:
         state = safetensors.torch.load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(f"cannot read {str(path)!r}: {err}") from err
     check_state_dict(module, state, str(path))
-    # Fresh, aligned storage (not views into the file buffer): same kernels, same numbers as before saving.
-    module.load_state_dict({k: v.clone(memory_format=torch.contiguous_format) for k, v in state.items()}, strict=True,
-                           assign=True)
+    # Fresh, aligned storage (not views into the file buffer): same kernels, same numbers as before saving. Weights
+    # stored in half precision (to keep a file small) are widened: the model always loads in float32.
+    module.load_state_dict({k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True,
+                                    memory_format=torch.contiguous_format) for k, v in state.items()},
+                           strict=True, assign=True)
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

@@ -39,6 +39,23 @@ def test_round_trip_local_dir(tmp_path: Path, images: torch.Tensor) -> None:
     assert (tmp_path / "again" / "README.md").read_text() == (folder / "README.md").read_text()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_files_load_as_float32(tmp_path: Path, images: torch.Tensor, dtype: torch.dtype) -> None:
+    model, _ = _save(tmp_path)
+    model.to(dtype).save_pretrained(tmp_path / "half")
+    stored = safetensors.torch.load_file(tmp_path / "half" / "model.safetensors")
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {dtype}
+    loaded = LatentFace.from_pretrained(tmp_path / "half")
+    assert {v.dtype for v in loaded.state_dict().values() if v.is_floating_point()} == {torch.float32}
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, stored[key].float()), key  # exactly the stored values, widened
+    model.float()
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    close = torch.allclose(loaded.features(images, generator=gen()), model.features(images, generator=gen()),
+                           rtol=0.05, atol=0.05)
+    assert close
+
+
 def test_config_records_preprocessing(tmp_path: Path) -> None:
     model = seeded_model(tiny_config(preprocess={"resize_mode": "center_crop", "resample": "bicubic"}))
     model.save_pretrained(tmp_path / "w")

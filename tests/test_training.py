@@ -49,6 +49,11 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     path.write_text(config.to_toml())
     assert load_config(path) == config
     assert load_config(path, ["seed=3"]).seed == 3
+    for value in ('model={"clip_sample": null}', 'model={"clip_sample": "none"}'):  # TOML has no null
+        config = load_config(None, [value])
+        assert config.model_settings() == {"clip_sample": None}
+        path.write_text(config.to_toml())
+        assert load_config(path).model_settings() == {"clip_sample": None}
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
@@ -210,3 +215,82 @@ def test_stage2_reconstruction_term_only_on_logging_steps(tmp_path: Path, monkey
     rows = _rows(tmp_path / "s2")
     assert [r["step"] for r in rows] == ["2", "4", "5"] and len(calls) == 3  # steps 2, 4 and the last
     assert all(float(r["reconstruction"]) == float(r["reconstruction"]) for r in rows)  # logged, not NaN
+
+
+def _stage2_config(tmp_path: Path, stage1: Path, name: str, *extra: str) -> TrainConfig:
+    return load_config(None, [f"output_dir={tmp_path / name}", "stage=2", f"init={stage1}",
+                              'model={"rdm_width": 32, "rdm_norm_groups": 8}', "data.identities=4",
+                              "data.samples_per_identity=1", "data.clip_length=3", "optim.batch_size=2",
+                              "optim.max_steps=4", "log_every=1", *extra])
+
+
+def test_stage2_on_cached_latents_equals_encoding_every_step(tmp_path: Path, monkeypatch) -> None:
+    import latentface.training.trainer as trainer_module
+
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    plain = Trainer(_stage2_config(tmp_path, stage1, "plain")).train()
+    cached = Trainer(_stage2_config(tmp_path, stage1, "cached", "data.cache_latents=true")).train()
+    assert (tmp_path / "cached" / "latents.pt").is_file()
+    plain_rows, cached_rows = _rows(tmp_path / "plain"), _rows(tmp_path / "cached")
+    assert [r["step"] for r in cached_rows] == ["1", "2", "3", "4"] and "reconstruction" not in cached_rows[0]
+    for a, b in zip(plain_rows, cached_rows, strict=True):  # the same clips, flips, t and noise at every step
+        for name in ("loss", "albedo", "depth"):
+            assert float(a[name]) == pytest.approx(float(b[name]), rel=1e-4)
+    for name, value in _weights(plain.parent).items():
+        torch.testing.assert_close(_weights(cached.parent)[name], value, rtol=1e-4, atol=1e-5)
+
+    calls = []
+    original = trainer_module.encode_clips
+    monkeypatch.setattr(trainer_module, "encode_clips", lambda *a, **k: calls.append(1) or original(*a, **k))
+    Trainer(_stage2_config(tmp_path, stage1, "cached", "data.cache_latents=true", "optim.max_steps=5")).train(
+        resume=True)
+    assert calls == []  # same weights and data: the cache is reused
+    Trainer(_stage2_config(tmp_path, stage1, "cached", "data.cache_latents=true", "data.seed=1")).train()
+    assert calls == [1]  # another SynthFaces world: encoded again
+
+
+def test_cached_latents_are_refused_for_stage1(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="stage 2 only"):
+        _config(tmp_path, "s1", "data.cache_latents=true")
+
+
+def test_stage2_from_weights_with_other_rdms_starts_fresh_rdms(tmp_path: Path) -> None:
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    first = Trainer(_stage2_config(tmp_path, stage1, "a", "optim.max_steps=1")).train()
+    config = _stage2_config(tmp_path, first, "b", "optim.max_steps=1", 'model={"rdm_width": 16, "rdm_norm_groups": 8}')
+    trainer = Trainer(config)
+    assert trainer.model.config.rdm_width == 16
+    torch.testing.assert_close(trainer.model.depth_net.decoder[0].weight,
+                               LatentFace.from_pretrained(first).depth_net.decoder[0].weight)
+
+
+def test_select_views_picks_the_mirror_where_flipped() -> None:
+    from latentface.training.latent_cache import ClipLatents, select_views
+
+    albedo = torch.arange(2 * 2 * 3 * 4, dtype=torch.float32).view(2, 2, 3, 4)
+    cache = ClipLatents(albedo, -albedo)
+    batch = {"albedo": albedo, "depth": -albedo}
+    picked = select_views(batch, torch.tensor([True, False]))
+    assert torch.equal(picked.albedo, torch.stack([albedo[0, 1], albedo[1, 0]]))
+    assert torch.equal(picked.depth, -picked.albedo) and cache.views == 2 and len(cache) == 2
+    with pytest.raises(ValueError, match="no mirrored latents"):
+        select_views({"albedo": albedo[:, :1], "depth": albedo[:, :1]}, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="N, V, T, D"):
+        ClipLatents(albedo[0], albedo[0])
+
+
+def test_two_processes_share_one_latent_cache(tmp_path: Path) -> None:
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    run = tmp_path / "ddp2"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    settings = [f"output_dir={run}", "stage=2", f"init={stage1}", 'model={"rdm_width": 32, "rdm_norm_groups": 8}',
+                "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3", "optim.batch_size=1",
+                "optim.max_steps=3", "log_every=1", "data.cache_latents=true"]
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(SCRIPT), *settings]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("encoding 4 clips") == 1  # the main process encodes, the other one reads the file
+    assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3]
+    assert LatentFace.from_pretrained(run / "final").config.rdm_width == 32

@@ -51,22 +51,32 @@ class Stage2Objective(nn.Module):
             raise WeightsError("Stage 2 needs a model with RDMs (config rdm_width is None)")
         self.model = model
 
-    def forward(self, clips: Tensor, generator: torch.Generator | None = None, *,
+    def forward(self, clips: Tensor | Latents, generator: torch.Generator | None = None, *,
                 reconstruction: bool = True) -> Stage2Output:
-        """Loss of (B, T, 3, S, S) clips in [0, 1] on the model's device; `generator` draws t and the noise.
+        """Loss of a batch of clips on the model's device; `generator` draws t and the noise.
 
         Args:
-            clips: the clips.
+            clips: (B, T, 3, S, S) frames in [0, 1], or their latents already encoded by the frozen Stage 1
+                (`Latents` of (B, T, D) tensors, ``data.cache_latents``).
             generator: random source of t and the noise.
             reconstruction: also compute the logged reconstruction term (about 15 times the cost of the loss on a
-                CPU; the trainer asks for it on logging steps only). None in the output when False.
+                CPU; the trainer asks for it on logging steps only). None in the output when False or when the
+                clips come as latents (the term needs the frames).
         """
-        if clips.ndim != 5:
-            raise ValueError(f"clips must be (B, T, 3, S, S), got {tuple(clips.shape)}")
-        b, t = clips.shape[:2]
-        with torch.no_grad():
-            codes = self.model.encode_batch(clips.flatten(0, 1))
-        latents = Latents(albedo=codes.albedo, depth=codes.depth)
+        if isinstance(clips, Latents):
+            if clips.albedo.ndim != 3 or clips.albedo.shape != clips.depth.shape:
+                raise ValueError(f"clip latents must be (B, T, D), got {tuple(clips.albedo.shape)} and "
+                                 f"{tuple(clips.depth.shape)}")
+            b, t = clips.albedo.shape[:2]
+            codes = None
+            latents = Latents(albedo=clips.albedo.flatten(0, 1), depth=clips.depth.flatten(0, 1))
+        else:
+            if clips.ndim != 5:
+                raise ValueError(f"clips must be (B, T, 3, S, S), got {tuple(clips.shape)}")
+            b, t = clips.shape[:2]
+            with torch.no_grad():
+                codes = self.model.encode_batch(clips.flatten(0, 1))
+            latents = Latents(albedo=codes.albedo, depth=codes.depth)
         targets = Latents(**{
             name: getattr(latents, name).view(b, t, -1).mean(1, keepdim=True).expand(b, t, -1).reshape(b * t, -1)
             for name in ("albedo", "depth")
@@ -76,9 +86,11 @@ class Stage2Objective(nn.Module):
             cond = getattr(latents, name)
             losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
                                    getattr(targets, name), self.model.schedule, generator)
+        logged = None
+        if reconstruction and codes is not None:
+            logged = self._first_light_reconstruction(clips, codes)
         return Stage2Output(loss=losses["albedo"] + losses["depth"], albedo=losses["albedo"], depth=losses["depth"],
-                            reconstruction=self._first_light_reconstruction(clips, codes) if reconstruction else None,
-                            latents=latents, targets=targets)
+                            reconstruction=logged, latents=latents, targets=targets)
 
     @torch.no_grad()
     def _first_light_reconstruction(self, clips: Tensor, codes: FaceCodes) -> Tensor:

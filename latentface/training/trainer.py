@@ -34,14 +34,24 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
 from latentface.model import LatentFace
+from latentface.outputs import Latents
 from latentface.training.config import TrainConfig
 from latentface.training.data import batch_tensor, build_dataset, skipped_files
+from latentface.training.latent_cache import (
+    CACHE_FILE,
+    ClipLatents,
+    cache_key,
+    encode_clips,
+    load_cache,
+    save_cache,
+    select_views,
+)
 from latentface.training.losses import PerceptualLoss, vgg16_relu3_3
 from latentface.training.stage1 import Stage1Objective
 from latentface.training.stage2 import Stage2Objective
@@ -70,16 +80,18 @@ def build_model(config: TrainConfig) -> LatentFace:
     """A new Stage-1 model, or for Stage 2 the init weights with fresh RDMs (Stage 1 frozen)."""
     if config.stage == 1:
         if config.init is None:
-            return LatentFace(dataclasses.replace(LatentFaceConfig(rdm_width=None), **config.model)).train()
+            settings = config.model_settings()
+            return LatentFace(dataclasses.replace(LatentFaceConfig(rdm_width=None), **settings)).train()
         if config.model:
             raise ValueError("model settings describe a new Stage-1 model; with init= the init weights' config is used")
         return LatentFace.from_pretrained(config.init).train()
     base = LatentFace.from_pretrained(config.init)
-    model_config = dataclasses.replace(base.config, **({"rdm_width": 128} | config.model))
+    model_config = dataclasses.replace(base.config, **({"rdm_width": 128} | config.model_settings()))
     if model_config.rdm_width is None:
         raise ValueError("stage 2 trains the RDMs: model.rdm_width must not be None")
     model = LatentFace(model_config)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    stage1 = {k: v for k, v in base.state_dict().items() if not k.startswith(("albedo_rdm.", "depth_rdm."))}
+    missing, unexpected = model.load_state_dict(stage1, strict=False)  # fresh RDMs, whatever the init holds
     if unexpected or any(not k.startswith(("albedo_rdm.", "depth_rdm.")) for k in missing):
         raise WeightsError(f"init weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for name, module in model.named_children():
@@ -122,7 +134,10 @@ class Trainer:
                                                    config.loss.lam_depth_sm)
         else:
             objective = Stage2Objective(model)
-        self.dataset = build_dataset(config.data, config.stage, model.config.image_size)
+        self.dataset: Dataset = build_dataset(config.data, config.stage, model.config.image_size)
+        self.cache_skipped = 0
+        if config.stage == 2 and config.data.cache_latents:
+            self.dataset, self.cache_skipped = self._cached_latents(model, self.dataset)
         if len(self.dataset) < config.optim.batch_size * self.accelerator.num_processes:
             raise ValueError(f"the dataset has {len(self.dataset)} items, fewer than one batch of "
                              f"{config.optim.batch_size} per process x {self.accelerator.num_processes} processes")
@@ -146,6 +161,29 @@ class Trainer:
     def model(self) -> LatentFace:
         """The model being trained (unwrapped from Accelerate's wrappers)."""
         return self.accelerator.unwrap_model(self.objective).model
+
+    def _cached_latents(self, model: LatentFace, clips: Dataset) -> tuple[ClipLatents, int]:
+        """The clips' latents from ``latents.pt`` in the run folder, encoded first (main process) when that file is
+        missing or was made from other Stage-1 weights or data settings."""
+        acc, cfg = self.accelerator, self.config
+        settings = {"data": {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "num_workers"},
+                    "mirror": cfg.flip_prob > 0, "image_size": model.config.image_size}
+        key = cache_key(model, settings)
+        path = self.out / CACHE_FILE
+        if acc.is_main_process and load_cache(path, key) is None:
+            print(f"encoding {len(clips)} clips with the frozen Stage 1 into {path}", file=sys.stderr, flush=True)
+            model.to(acc.device)
+            with acc.autocast():
+                latents, skipped = encode_clips(model, clips, mirror=cfg.flip_prob > 0,
+                                                batch_size=cfg.optim.batch_size, num_workers=cfg.data.num_workers,
+                                                device=acc.device, progress=True)
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_cache(path, key, latents, skipped)
+        acc.wait_for_everyone()
+        cached = load_cache(path, key)
+        if cached is None:
+            raise RuntimeError(f"the latent cache {path} was not written")
+        return cached
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -240,12 +278,19 @@ class Trainer:
         view = flip.view(-1, *([1] * (batch.ndim - 1))).to(batch.device)
         return torch.where(view, batch.flip(-1), batch)
 
-    def _forward(self, batch: Tensor, generator: torch.Generator) -> Any:
+    def _inputs(self, batch: dict[str, Any], generator: torch.Generator) -> Tensor | Latents:
+        """The step's randomly flipped images (Stage 1), clips or cached clip latents (Stage 2)."""
+        if isinstance(self.dataset, ClipLatents):  # the same draw as `_augment`, so the same clips are flipped
+            return select_views(batch, torch.rand(len(batch["albedo"]), generator=generator) < self.config.flip_prob)
+        return self._augment(batch_tensor(batch), generator)
+
+    def _forward(self, batch: Tensor | Latents, generator: torch.Generator) -> Any:
         if self.config.stage == 1:
             cfg = self.config.loss
             lam_flip = 1.0 if self.state.epoch < cfg.lam_flip_start_epoch else cfg.lam_flip
             return self.objective(batch, lam_flip=lam_flip)
-        noise = torch.Generator(device=batch.device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        device = batch.albedo.device if isinstance(batch, Latents) else batch.device
+        noise = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         step = self.state.step + 1  # the optimizer step this batch belongs to
         logged = step % self.config.log_every == 0 or step == self.total_steps
         return self.objective(batch, generator=noise, reconstruction=logged)  # the diagnostic costs ~15 steps
@@ -266,7 +311,8 @@ class Trainer:
             progress = tqdm(total=self.total_steps, initial=self.state.step, desc=f"stage {cfg.stage}",
                             disable=not sys.stderr.isatty())
         window: dict[str, list[float]] = {}  # name -> [sum, count] (some terms are computed on logging steps only)
-        seen, skipped, started = 0, 0, time.perf_counter()
+        seen, started = 0, time.perf_counter()
+        skipped = self.cache_skipped if self.state.step == 0 else 0  # files the latent cache's reader skipped
         self.objective.train()
         while self.state.step < self.total_steps:
             self.loader.set_epoch(self.state.epoch)
@@ -277,7 +323,7 @@ class Trainer:
                 self.state.batch_in_epoch += 1
                 skipped += len(skipped_files(batch))
                 generator = _step_generator(cfg.seed, acc.process_index, self.state.epoch, self.state.batch_in_epoch)
-                images = self._augment(batch_tensor(batch), generator)
+                images = self._inputs(batch, generator)
                 with acc.accumulate(self.objective):
                     output = self._forward(images, generator)
                     acc.backward(output.loss)
@@ -285,7 +331,9 @@ class Trainer:
                         acc.clip_grad_norm_(self.params, cfg.optim.grad_clip)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                seen += len(images) * (images.shape[1] if images.ndim == 5 else 1) * acc.num_processes
+                frames = images.albedo.shape[:2].numel() if isinstance(images, Latents) else \
+                    len(images) * (images.shape[1] if images.ndim == 5 else 1)
+                seen += frames * acc.num_processes
                 for name, value in self._terms(output).items():
                     total = window.setdefault(name, [0.0, 0])
                     total[0] += value
