@@ -1,6 +1,6 @@
 """Build the bundled `synthfaces-tiny` weights: train both stages on SynthFaces, score them, write the card.
 
-    python benchmarks/make_synthfaces_tiny.py                 # about 45 minutes on 2 CPU cores
+    python benchmarks/make_synthfaces_tiny.py                 # about an hour on 2 CPU cores
     python benchmarks/make_synthfaces_tiny.py --work runs     # where the training runs go (reused if complete)
     python benchmarks/make_synthfaces_tiny.py --set stage1:optim.max_steps=40000 --set stage1:optim.batch_size=128
                                                               # any config value of a phase, e.g. for a GPU
@@ -27,6 +27,7 @@ from typing import Any
 import timing
 import torch
 
+from latentface import LatentFace
 from latentface.fileio import write_atomic
 from latentface.hub import CONFIG_NAME, WEIGHTS_NAME
 from latentface.training.config import TrainConfig, load_config
@@ -48,12 +49,17 @@ PHASES = ("stage1", "stage1_smooth", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
+def _shown(path: Path) -> Path:
+    """`path` relative to the repository when inside it (the commands run there; the card shows them)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
     """Train one phase unless its final weights exist; returns them and the command."""
-    out = work / f"synthfaces-tiny-{phase.replace('_', '-')}"
+    out = (work / f"synthfaces-tiny-{phase.replace('_', '-')}").resolve()
     config = f"benchmarks/configs/synthfaces_tiny_{phase}.toml"
-    cmd = ["accelerate", "launch", "benchmarks/train.py", "--config", config, f"output_dir={out}"]
-    cmd += [f"init={init}"] if init is not None else []
+    cmd = ["accelerate", "launch", "benchmarks/train.py", "--config", config, f"output_dir={_shown(out)}"]
+    cmd += [f"init={_shown(init)}"] if init is not None else []
     cmd += list(overrides)
     if not (out / "final" / WEIGHTS_NAME).is_file():
         run([sys.executable, *cmd[2:]])
@@ -63,9 +69,15 @@ def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = 
     return out / "final", cmd
 
 
+def shipped(final: Path, dtype: str, folder: Path) -> Path:
+    """`final` as it ships: floating tensors stored in `dtype` (``from_pretrained`` widens them to float32)."""
+    LatentFace.from_pretrained(final).to(getattr(torch, dtype)).save_pretrained(folder)
+    return folder
+
+
 def evaluate(weights: Path, name: str, tag: str) -> dict[str, Any]:
     output = RESULTS / f"{name}-synthfaces-tiny-{tag}.json"
-    run([sys.executable, f"benchmarks/{name}.py", "--weights", str(weights), *EVAL_SIZES[name], "--no-progress",
+    run([sys.executable, f"benchmarks/{name}.py", "--weights", str(_shown(weights)), *EVAL_SIZES[name], "--no-progress",
          "--output", str(output)])
     return json.loads(output.read_text())
 
@@ -74,7 +86,8 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
     return f"{summary['mean'] * scale:.{digits}f} +- {summary['std'] * scale:.{digits}f}"
 
 
-PAPER = {"lr": 1e-4, "batch_size": 64, "lam_perc": 1.0, "lam_depth_sm": 0.0}
+PAPER = {"lr": 1e-4, "batch_size": 64, "lam_perc": 1.0, "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1),
+         "clip_sample": 1.0}
 """The paper's Stage-1 recipe values the card compares each phase with."""
 
 
@@ -108,11 +121,18 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
         notes.append(f"learning rate {', '.join(f'{lr:g}' for lr in lrs)} (released 1e-4)")
     if any(c.optim.batch_size != PAPER["batch_size"] for c in stage1):
         notes.append(f"Stage-1 batch {', '.join(sorted({str(c.optim.batch_size) for c in stage1}))} (released 64)")
+    if (model["min_depth"], model["max_depth"]) != PAPER["depth_range"]:
+        notes.append(f"depth range ({model['min_depth']:g}, {model['max_depth']:g}) (released "
+                     f"({PAPER['depth_range'][0]:g}, {PAPER['depth_range'][1]:g}))")
+    if model["clip_sample"] != PAPER["clip_sample"]:
+        clamp = "none" if model["clip_sample"] is None else f"[-{model['clip_sample']:g}, {model['clip_sample']:g}]"
+        notes.append(f"clamp of the RDM's predicted x0 when sampling: {clamp} (released [-1, 1], which this model's "
+                     "latents exceed)")
     return "; ".join(notes) + "."
 
 
 def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[str, Any], recon: dict[str, Any],
-         dis: dict[str, Any], machine: dict[str, Any]) -> str:
+         dis: dict[str, Any], machine: dict[str, Any], dtype: str = "float32") -> str:
     """The model card of the bundled weights."""
     r = recon["results"]
     lines = [
@@ -128,7 +148,11 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
         "the result and writes this folder. Phases (configs `benchmarks/configs/synthfaces_tiny_*.toml`, with the",
         "overrides in the commands above); SynthFaces world seed 0, train split:", "",
         *_phase_rows(phases), "",
+        *(["Stage 2 trains on its clips' latents encoded once by the frozen Stage 1 (`data.cache_latents`): the same "
+            "losses as encoding every step.", ""] if any(c.data.cache_latents for c in phases.values()) else []),
         f"Deviations from the paper's recipe: {_deviations(phases, model)}", "",
+        *([f"The weights are stored in {dtype} to keep the file small; `from_pretrained` loads them as float32. "
+           "Every score below is measured on the stored weights.", ""] if dtype != "float32" else []),
         "## Scores on the SynthFaces test split (identities never seen in training)", "",
         f"Depth in the input view, {recon['num_images']} images (`benchmarks/reconstruction.py`; Unsup3D's",
         "SIDE and MAD, GT foreground = face mask eroded by one pixel; mean +- std over images):", "",
@@ -156,12 +180,18 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
               f"{chance['probe']['majority_accuracy']:.3f} |", ""]
     clips = dis["results"].get("clips", {}).get("latents", {})
     if clips:
-        lines += ["Invariance over SynthFaces clips (mean cosine similarity of each frame's latent to its clip",
-                  "mean):", "", "| latent | raw | identity (RDM) |", "|---|---:|---:|"]
+        lines += ["Invariance over SynthFaces clips: for each clip, the frames' latents against their own clip mean",
+                  "(mean cosine similarity; mean distance over the mean latent norm), and the distance of the identity",
+                  "estimates to the raw latents' clip mean, the RDM's training target (the released code's",
+                  "\"Predict vs Origin distance\"):", "",
+                  "| latent | cosine to clip mean | relative distance to clip mean | distance to raw clip mean |",
+                  "|---|---:|---:|---:|"]
         for part in ("texture", "shape"):
-            raw, ident = clips.get(f"raw_{part}"), clips.get(f"identity_{part}")
-            if raw and ident:
-                lines.append(f"| {part} | {raw['cosine_to_clip_mean']:.4f} | {ident['cosine_to_clip_mean']:.4f} |")
+            for kind in ("raw", "identity"):
+                row = clips.get(f"{kind}_{part}")
+                if row:
+                    lines.append(f"| {kind} {part} | {row['cosine_to_clip_mean']:.5f} | "
+                                 f"{row['relative_distance']:.4f} | {row['distance_to_target']:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -171,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "runs", help="folder of the training runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PHASE:KEY=VALUE",
                    help=f"override a config value of one phase ({', '.join(PHASES)}), e.g. stage1:optim.lr=1e-4")
+    p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16",
+                   help="storage dtype of the shipped weights (float16 keeps them under 10 MB)")
     args = p.parse_args(argv)
     overrides: dict[str, list[str]] = {phase: [] for phase in PHASES}
     for item in args.overrides:
@@ -183,16 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         final, cmd = train(phase, args.work, final, overrides[phase])
         commands.append(cmd)
         phases[phase] = load_config(final.parent / "config.toml")
-    recon = evaluate(final, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
-    dis = evaluate(final, "disentangle", "final")
+    weights = shipped(final, args.dtype, args.work / "synthfaces-tiny-shipped")
+    recon = evaluate(weights, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
+    dis = evaluate(weights, "disentangle", "final")
     commands += [["python", f"benchmarks/{name}.py", "--weights", "synthfaces-tiny", *EVAL_SIZES[name]]
                  for name in ("reconstruction", "disentangle")]
     devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
     model_config = json.loads((final / CONFIG_NAME).read_text())
-    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices))
+    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices), args.dtype)
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(final / name, TARGET / name)
+        shutil.copyfile(weights / name, TARGET / name)
     write_atomic(TARGET / "README.md", text.encode())
     print(text)
     return 0

@@ -44,3 +44,40 @@ def test_bad_overrides_are_usage_errors(bad: str) -> None:
     with pytest.raises(SystemExit) as err:
         build.main(["--set", bad])
     assert err.value.code == 2
+
+
+def test_shipped_weights_are_stored_in_half_precision(tmp_path: Path) -> None:
+    import torch
+    from conftest import seeded_model, tiny_config
+
+    from latentface import LatentFace
+
+    seeded_model(tiny_config(), seed=0).save_pretrained(tmp_path / "final")
+    folder = build.shipped(tmp_path / "final", "float16", tmp_path / "shipped")
+    size = {name: (path / "model.safetensors").stat().st_size for name, path in (("full", tmp_path / "final"),
+                                                                                  ("half", folder))}
+    assert size["half"] < 0.55 * size["full"]
+    assert LatentFace.from_pretrained(folder).dtype == torch.float32
+    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    model = json.loads((folder / "config.json").read_text())
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine,
+                      "float16")
+    assert "stored in float16" in text
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"min_depth": 0.9, "max_depth": 1.1, "clip_sample": 1.0}, []),
+    ({"min_depth": 0.93, "max_depth": 1.07, "clip_sample": None},
+     ["depth range (0.93, 1.07) (released (0.9, 1.1))", "predicted x0 when sampling: none"]),
+    ({"min_depth": 0.9, "max_depth": 1.1, "clip_sample": 4.0}, ["predicted x0 when sampling: [-4, 4]"]),
+])
+def test_card_names_model_deviations(settings: dict, expected: list[str]) -> None:
+    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text()) | settings
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
+    for phrase in expected:
+        assert phrase in text
+    assert ("depth range" in text) == any("depth range" in e for e in expected)
+    assert ("predicted x0" in text) == any("predicted x0" in e for e in expected)
