@@ -294,3 +294,20 @@ def test_two_processes_share_one_latent_cache(tmp_path: Path) -> None:
     assert done.stderr.count("encoding 4 clips") == 1  # the main process encodes, the other one reads the file
     assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3]
     assert LatentFace.from_pretrained(run / "final").config.rdm_width == 32
+
+
+def test_cached_latents_count_the_skipped_frames_once(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "clips"
+    for c in range(4):
+        (root / f"clip{c}").mkdir(parents=True)
+        for f in range(3):
+            Image.new("RGB", (64, 64), (60 * c, 40 * f, 100)).save(root / f"clip{c}" / f"{f}.png")
+    (root / "clip2" / "1.png").write_bytes(b"not an image")
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    config = _stage2_config(tmp_path, stage1, "cached", "data.kind=clip_folder", f"data.root={root}",
+                            "data.cache_latents=true", "optim.max_steps=3")
+    Trainer(config).train()
+    rows = _rows(tmp_path / "cached")
+    assert [float(r["skipped_files"]) for r in rows] == [1, 0, 0]  # logged with the first row, not every epoch

@@ -312,7 +312,8 @@ class Trainer:
                             disable=not sys.stderr.isatty())
         window: dict[str, list[float]] = {}  # name -> [sum, count] (some terms are computed on logging steps only)
         seen, started = 0, time.perf_counter()
-        skipped = self.cache_skipped if self.state.step == 0 else 0  # files the latent cache's reader skipped
+        # Files the latent cache's reader skipped: counted once, in the first log row, by the process that encoded.
+        skipped = self.cache_skipped if self.state.step == 0 and acc.is_main_process else 0
         self.objective.train()
         while self.state.step < self.total_steps:
             self.loader.set_epoch(self.state.epoch)
@@ -331,8 +332,10 @@ class Trainer:
                         acc.clip_grad_norm_(self.params, cfg.optim.grad_clip)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                frames = images.albedo.shape[:2].numel() if isinstance(images, Latents) else \
-                    len(images) * (images.shape[1] if images.ndim == 5 else 1)
+                if isinstance(images, Latents):
+                    frames = images.albedo.shape[:2].numel()
+                else:
+                    frames = len(images) * (images.shape[1] if images.ndim == 5 else 1)
                 seen += frames * acc.num_processes
                 for name, value in self._terms(output).items():
                     total = window.setdefault(name, [0.0, 0])
