@@ -88,7 +88,7 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
 
 PAPER = {"lr": 1e-4, "batch_size": 64, "lam_perc": 1.0, "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1),
          "clip_sample": 1.0}
-"""The paper's Stage-1 recipe values the card compares each phase with."""
+"""The released recipe values (Stage-1 optimisation and losses, depth range, RDM clamp) the card compares with."""
 
 
 def _machine_text(machine: dict[str, Any]) -> str:
