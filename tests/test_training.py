@@ -31,6 +31,13 @@ def _config(tmp_path: Path, name: str, *extra: str) -> TrainConfig:
     return load_config(None, [*TINY, f"output_dir={tmp_path / name}", *extra])
 
 
+def _stage2_config(tmp_path: Path, stage1: Path, name: str, *extra: str) -> TrainConfig:
+    return load_config(None, [f"output_dir={tmp_path / name}", "stage=2", f"init={stage1}",
+                              'model={"rdm_width": 32, "rdm_norm_groups": 8}', "data.identities=4",
+                              "data.samples_per_identity=1", "data.clip_length=3", "optim.batch_size=2",
+                              "optim.max_steps=4", "log_every=1", *extra])
+
+
 def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as f:
         return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(f)]
@@ -137,10 +144,7 @@ def test_two_processes_on_cpu(tmp_path: Path) -> None:
 
 def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
-    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}",
-                                'model={"rdm_width": 32, "rdm_norm_groups": 8}',
-                                "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3",
-                                "optim.batch_size=2", "optim.grad_clip=1.0", "optim.max_steps=3", "log_every=1"])
+    config = _stage2_config(tmp_path, stage1, "s2", "optim.grad_clip=1.0", "optim.max_steps=3")
     model = LatentFace.from_pretrained(Trainer(config).train())
     before = LatentFace.from_pretrained(stage1)
     assert model.config.rdm_width == 32
@@ -207,21 +211,11 @@ def test_stage2_reconstruction_term_only_on_logging_steps(tmp_path: Path, monkey
     original = Stage2Objective._first_light_reconstruction
     monkeypatch.setattr(Stage2Objective, "_first_light_reconstruction",
                         lambda self, clips, codes: calls.append(1) or original(self, clips, codes))
-    config = load_config(None, [f"output_dir={tmp_path / 's2'}", "stage=2", f"init={stage1}",
-                                'model={"rdm_width": 32, "rdm_norm_groups": 8}',
-                                "data.identities=4", "data.samples_per_identity=1", "data.clip_length=3",
-                                "optim.batch_size=2", "optim.max_steps=5", "log_every=2"])
+    config = _stage2_config(tmp_path, stage1, "s2", "optim.max_steps=5", "log_every=2")
     Trainer(config).train()
     rows = _rows(tmp_path / "s2")
     assert [r["step"] for r in rows] == ["2", "4", "5"] and len(calls) == 3  # steps 2, 4 and the last
     assert all(float(r["reconstruction"]) == float(r["reconstruction"]) for r in rows)  # logged, not NaN
-
-
-def _stage2_config(tmp_path: Path, stage1: Path, name: str, *extra: str) -> TrainConfig:
-    return load_config(None, [f"output_dir={tmp_path / name}", "stage=2", f"init={stage1}",
-                              'model={"rdm_width": 32, "rdm_norm_groups": 8}', "data.identities=4",
-                              "data.samples_per_identity=1", "data.clip_length=3", "optim.batch_size=2",
-                              "optim.max_steps=4", "log_every=1", *extra])
 
 
 def test_stage2_on_cached_latents_equals_encoding_every_step(tmp_path: Path, monkeypatch) -> None:
