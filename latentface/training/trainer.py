@@ -170,17 +170,18 @@ class Trainer:
                     "mirror": cfg.flip_prob > 0, "image_size": model.config.image_size}
         key = cache_key(model, settings)
         path = self.out / CACHE_FILE
-        if acc.is_main_process and load_cache(path, key) is None:
+        cached = load_cache(path, key) if acc.is_main_process else None
+        if acc.is_main_process and cached is None:
             print(f"encoding {len(clips)} clips with the frozen Stage 1 into {path}", file=sys.stderr, flush=True)
             model.to(acc.device)
             with acc.autocast():
-                latents, skipped = encode_clips(model, clips, mirror=cfg.flip_prob > 0,
-                                                batch_size=cfg.optim.batch_size, num_workers=cfg.data.num_workers,
-                                                device=acc.device, progress=True)
+                cached = encode_clips(model, clips, mirror=cfg.flip_prob > 0, batch_size=cfg.optim.batch_size,
+                                      num_workers=cfg.data.num_workers, device=acc.device, progress=True)
             self.out.mkdir(parents=True, exist_ok=True)
-            save_cache(path, key, latents, skipped)
+            save_cache(path, key, *cached)
         acc.wait_for_everyone()
-        cached = load_cache(path, key)
+        if cached is None:  # the other processes read what the main process found or wrote
+            cached = load_cache(path, key)
         if cached is None:
             raise RuntimeError(f"the latent cache {path} was not written")
         return cached
