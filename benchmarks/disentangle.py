@@ -32,6 +32,10 @@ distance to Stage 2's training target (the clip mean of the *raw* latents: "orig
 for identity latents). Identity latents should be the more invariant. Weights without an RDM (Stage 1 only):
 the identity, expression and FER rows are skipped, and the report says so.
 
+``--hold light,shift`` gives every image of an identity the light and 2D offset of its first image (any of
+expression, pose, shift, light): the factors a clip holds fixed, so retrieval measures invariance to what varies
+within a clip, which is all Stage 2 can learn to remove.
+
 ``--data-root`` reads a SynthFaces export (``latentface synth``; labels from its ``.npz`` files) instead: all
 frames of ``--split`` are the images, its clips (if they have 2 frames or more) the clips.
 
@@ -64,6 +68,7 @@ from tqdm import tqdm
 from latentface import FaceCodes, LatentFace, Latents
 from latentface.data.synthfaces import (
     EXPRESSIONS,
+    HOLDABLE,
     SPLITS,
     SynthConfig,
     SynthFacesClips,
@@ -343,8 +348,9 @@ def markdown(report: dict[str, Any]) -> str:
     data = s["data"]
     if data["source"] == "synthfaces":
         where = (f"SynthFaces {data['split']} split generated on the fly: {data['identities']} identities x "
-                 f"{data['samples_per_identity']} images, {data['clips']} clips x {data['frames']} frames, seed "
-                 f"{data['seed']}")
+                 f"{data['samples_per_identity']} images"
+                 + (f" ({', '.join(data['hold'])} held per identity)" if data.get("hold") else "")
+                 + f", {data['clips']} clips x {data['frames']} frames, seed {data['seed']}")
     else:
         where = f"SynthFaces export {data['root']}, split {data['split']}"
     chance, probe_chance_ = r["chance"]["retrieval"], r["chance"]["probe"]
@@ -407,6 +413,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples-per-identity", type=int, default=16, help="images per identity (>= 2)")
     p.add_argument("--clips", type=int, default=32, help="clips of the invariance diagnostic (0: skip it)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (>= 2)")
+    p.add_argument("--hold", default="", help="comma-separated factors every image of an identity takes from its first "
+                   f"image ({', '.join(HOLDABLE)}); 'light,shift' holds what a clip holds")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces world seed, RDM noise seed and probe seed")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="device (default: cuda when available, else cpu)")
@@ -420,6 +428,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--identities and --samples-per-identity must be at least 2")
     if args.clips < 0 or args.frames < 2 or args.batch_size < 1 or args.probe_max_iter < 1:
         p.error("--clips must be >= 0, --frames >= 2, --batch-size and --probe-max-iter >= 1")
+    args.hold = [name for name in args.hold.split(",") if name]
+    unknown = sorted(set(args.hold) - set(HOLDABLE))
+    if unknown:
+        p.error(f"--hold: unknown factors {unknown}; choose from {list(HOLDABLE)}")
+    if args.hold and args.data_root is not None:
+        p.error("--hold applies to SynthFaces generated on the fly, not to --data-root")
     return args
 
 
@@ -429,12 +443,12 @@ def _data(args: argparse.Namespace, size: int) -> tuple[dict[str, Any], Callable
     if args.data_root is None:
         config = SynthConfig(size=size)
         images = SynthFacesImages(args.identities, args.samples_per_identity, split=args.split, seed=args.seed,
-                                  config=config)
+                                  config=config, hold=args.hold)
         clips = (SynthFacesClips(args.clips, 1, args.frames, split=args.split, seed=args.seed, config=config)
                  if args.clips else None)
         info = {"source": "synthfaces", "split": args.split, "identities": args.identities,
-                "samples_per_identity": args.samples_per_identity, "clips": args.clips, "frames": args.frames,
-                "seed": args.seed, "size": size}
+                "samples_per_identity": args.samples_per_identity, "hold": args.hold, "clips": args.clips,
+                "frames": args.frames, "seed": args.seed, "size": size}
 
         def clip_source() -> tuple[Iterator[Tensor], int, int] | None:
             if clips is None:

@@ -177,6 +177,20 @@ def test_disentangle_end_to_end(weights: Path, tmp_path: Path) -> None:
     assert raw["distance_to_target"] == pytest.approx(raw["distance_to_clip_mean"])
 
 
+def test_disentangle_holds_factors_per_identity(stage1_weights: Path, tmp_path: Path, capsys, one_thread) -> None:
+    dis = _script("disentangle")
+    output = tmp_path / "dis.json"
+    assert dis.main(["--weights", str(stage1_weights), "--identities", "2", "--samples-per-identity", "3",
+                     "--hold", "light,shift", "--clips", "0", "--probe-max-iter", "5", "--no-progress",
+                     "--output", str(output)]) == 0
+    assert "(light, shift held per identity)" in capsys.readouterr().out
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["settings"]["data"]["hold"] == ["light", "shift"] and report["num_images"] == 6
+    with pytest.raises(SystemExit):
+        dis.main(["--hold", "light,identity", "--output", str(tmp_path / "x.json")])
+    assert "unknown factors ['identity']" in capsys.readouterr().err
+
+
 def test_disentangle_stage1_only_skips_rdm_rows(stage1_weights: Path, tmp_path: Path, capsys, one_thread) -> None:
     dis = _script("disentangle")
     output = tmp_path / "dis.json"

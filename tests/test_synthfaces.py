@@ -14,6 +14,7 @@ from latentface.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from latentface.data.synthfaces import (
     ACTIONS,
     EXPRESSIONS,
+    HOLDABLE,
     IDENTITY_PARAMS,
     ITEM_KEYS,
     PROTOTYPES,
@@ -29,6 +30,7 @@ from latentface.data.synthfaces import (
     contact_sheet,
     expression_actions,
     generate,
+    hold_factors,
     render_factors,
     sample_clip,
     sample_identities,
@@ -194,6 +196,35 @@ def test_clips_are_smooth_and_prefix_stable() -> None:
     assert (angle_steps.abs() <= 1.5 * 2 * config.clip_pose_step * limits / config.keyframe_interval + 1e-4).all()
     assert (factors.expression.actions[1:] - factors.expression.actions[:-1]).abs().max() <= 0.5
     assert factors.pose.yaw.std() > 0
+
+
+@pytest.mark.parametrize("hold", [("light",), ("shift",), ("pose",), ("expression",), ("light", "shift")])
+def test_held_factors_are_shared_by_an_identity(hold: tuple[str, ...]) -> None:
+    free = SynthFacesImages(3, 4, split="val")
+    held = SynthFacesImages(3, 4, split="val", hold=hold)
+    f, h = free.factors(range(12)), held.factors(range(12))
+    columns = {"light": lambda x: x.light.stacked(), "shift": lambda x: x.pose.stacked()[:, 3:],
+               "pose": lambda x: x.pose.stacked()[:, :3], "expression": lambda x: x.expression.actions}
+    first = torch.arange(12) // 4 * 4
+    assert torch.equal(h.identity.params, f.identity.params)
+    for name, column in columns.items():
+        if name in hold:  # every sample takes its identity's sample 0
+            assert torch.equal(column(h), column(f)[first])
+            assert not torch.equal(column(h), column(f))
+        else:
+            assert torch.equal(column(h), column(f))
+    assert torch.equal(held.batch([5]).image, held.batch([4, 5]).image[1:])  # still independent of the batch
+
+
+def test_hold_factors_rejects_unknown_names_and_sizes() -> None:
+    f = sample_images(0, "train", ITEMS, CONFIG)
+    with pytest.raises(ValueError, match="cannot hold \\['identity'\\]"):
+        hold_factors(f, f, ["identity"])
+    with pytest.raises(ValueError, match="reference has 2 faces"):
+        hold_factors(f, sample_images(0, "train", ITEMS[:2], CONFIG), ["light"])
+    with pytest.raises(ValueError, match="cannot hold"):
+        SynthFacesImages(2, 2, hold=("background",))
+    assert set(HOLDABLE) == {"expression", "pose", "shift", "light"}
 
 
 def test_datasets_and_dataloader() -> None:

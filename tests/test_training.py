@@ -290,15 +290,40 @@ def test_two_processes_share_one_latent_cache(tmp_path: Path) -> None:
     assert LatentFace.from_pretrained(run / "final").config.rdm_width == 32
 
 
-def test_cached_latents_count_the_skipped_frames_once(tmp_path: Path) -> None:
+def _clip_folder(root: Path, broken: str | None = None) -> Path:
+    """Four clips of three 64 px frames under `root`; the frame `broken` (``"clip/frame.png"``) is not an image."""
     from PIL import Image
 
-    root = tmp_path / "clips"
     for c in range(4):
         (root / f"clip{c}").mkdir(parents=True)
         for f in range(3):
             Image.new("RGB", (64, 64), (60 * c, 40 * f, 100)).save(root / f"clip{c}" / f"{f}.png")
-    (root / "clip2" / "1.png").write_bytes(b"not an image")
+    if broken is not None:
+        (root / broken).write_bytes(b"not an image")
+    return root
+
+
+def test_a_failed_cache_encoding_ends_every_process(tmp_path: Path) -> None:
+    """Only the main process encodes the cache; when that fails, the run ends at once with the reader's error
+    (the launcher stops the process waiting at the barrier) and leaves no cache file."""
+    root = _clip_folder(tmp_path / "clips", broken="clip2/1.png")
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    run = tmp_path / "ddp"
+    settings = [f"output_dir={run}", "stage=2", f"init={stage1}", 'model={"rdm_width": 32, "rdm_norm_groups": 8}',
+                "data.kind=clip_folder", f"data.root={root}", "data.on_error=raise", "data.clip_length=3",
+                "optim.batch_size=1", "optim.max_steps=3", "data.cache_latents=true"]
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(SCRIPT), *settings]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert "cannot read" in done.stderr and "clip2/1.png" in done.stderr
+    assert not (run / "latents.pt").exists()
+
+
+def test_cached_latents_count_the_skipped_frames_once(tmp_path: Path) -> None:
+    root = _clip_folder(tmp_path / "clips", broken="clip2/1.png")
     stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
     config = _stage2_config(tmp_path, stage1, "cached", "data.kind=clip_folder", f"data.root={root}",
                             "data.cache_latents=true", "optim.max_steps=3")

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from latentface.data.synthfaces.factors import Factors, SynthConfig, check_split, sample_clip, sample_images
+from latentface.data.synthfaces.factors import (
+    HOLDABLE,
+    Factors,
+    SynthConfig,
+    check_split,
+    hold_factors,
+    sample_clip,
+    sample_images,
+)
 from latentface.data.synthfaces.render import SynthBatch, render_factors
 
 
@@ -31,13 +39,19 @@ class SynthFacesImages(Dataset):
         split: one of `SPLITS`; splits have disjoint identities.
         seed: world seed.
         config: world settings (image size, ranges); default `SynthConfig()`.
+        hold: factors (of `HOLDABLE`) every sample of an identity takes from its sample 0, e.g.
+            ``("light", "shift")`` for what one video clip holds fixed (`hold_factors`).
 
     Items are dicts of tensors with the keys `ITEM_KEYS`.
     """
 
     def __init__(self, identities: int, samples_per_identity: int = 1, *, split: str = "train", seed: int = 0,
-                 config: SynthConfig | None = None) -> None:
+                 config: SynthConfig | None = None, hold: Sequence[str] = ()) -> None:
         _check_counts(identities=identities, samples_per_identity=samples_per_identity)
+        unknown = sorted(set(hold) - set(HOLDABLE))
+        if unknown:
+            raise ValueError(f"cannot hold {unknown}: choose from {list(HOLDABLE)}")
+        self.hold = tuple(hold)
         self.identities = identities
         self.samples_per_identity = samples_per_identity
         self.split = check_split(split)
@@ -54,7 +68,11 @@ class SynthFacesImages(Dataset):
             if not -n <= index < n:
                 raise IndexError(f"index {index} out of range for {n} items")
         items = [divmod(index % n, self.samples_per_identity) for index in indices]
-        return sample_images(self.seed, self.split, items, self.config)
+        factors = sample_images(self.seed, self.split, items, self.config)
+        if not self.hold:
+            return factors
+        reference = sample_images(self.seed, self.split, [(i, 0) for i, _ in items], self.config)
+        return hold_factors(factors, reference, self.hold)
 
     def batch(self, indices: Sequence[int]) -> SynthBatch:
         """Render the items at `indices` in one batch."""

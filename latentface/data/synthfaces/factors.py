@@ -420,6 +420,32 @@ def sample_images(seed: int, split: str, items: Sequence[tuple[int, int]], confi
                      *_expression(draws, config), pose, _light(rest[:, 5:], config))
 
 
+HOLDABLE = ("expression", "pose", "shift", "light")
+"""Factors `hold_factors` can hold: ``pose`` is the three angles, ``shift`` the 2D offset."""
+
+
+def hold_factors(factors: Factors, reference: Factors, names: Sequence[str]) -> Factors:
+    """`factors` with the factors `names` (from `HOLDABLE`) taken from `reference` (same batch size) instead.
+
+    Example: ``hold_factors(f, f0, ["light", "shift"])`` keeps the identities, expressions and head angles of `f`
+    and gives every face the light and offset of the matching face of `f0`.
+    """
+    unknown = sorted(set(names) - set(HOLDABLE))
+    if unknown:
+        raise ValueError(f"cannot hold {unknown}: choose from {list(HOLDABLE)}")
+    if len(factors.clip) != len(reference.clip):
+        raise ValueError(f"reference has {len(reference.clip)} faces, factors {len(factors.clip)}")
+    pose = factors.pose.stacked()
+    held = reference.pose.stacked()
+    if "pose" in names:
+        pose = torch.cat([held[:, :3], pose[:, 3:]], dim=1)
+    if "shift" in names:
+        pose = torch.cat([pose[:, :3], held[:, 3:]], dim=1)
+    return dataclasses.replace(factors, pose=Pose(*pose.unbind(1)),
+                               expression=reference.expression if "expression" in names else factors.expression,
+                               light=reference.light if "light" in names else factors.light)
+
+
 def _smoothstep(t: Tensor) -> Tensor:
     return t * t * (3 - 2 * t)
 
