@@ -92,7 +92,7 @@ def sample(
 
 
 def x0_loss(denoise: Callable[[Tensor, Tensor], Tensor], x0: Tensor, schedule: NoiseSchedule,
-            generator: torch.Generator | None = None) -> Tensor:
+            generator: torch.Generator | None = None, snr_gamma: float | None = None) -> Tensor:
     """SNR-weighted x0-prediction loss: mean of ``SNR(t) * (denoise(x_t, t) - x0)^2``, t uniform per sample.
 
     Args:
@@ -100,13 +100,20 @@ def x0_loss(denoise: Callable[[Tensor, Tensor], Tensor], x0: Tensor, schedule: N
         x0: clean targets (B, D).
         schedule: the noise schedule.
         generator: random source for t and the noise.
+        snr_gamma: None for the released weight SNR(t); a number caps it, ``min(SNR(t), snr_gamma)`` (Min-SNR
+            weighting, Hang et al. 2023), so the nearly clean timesteps no longer dominate the loss.
 
     Returns:
         Scalar loss.
     """
+    if snr_gamma is not None and not snr_gamma > 0:
+        raise ValueError(f"snr_gamma must be positive or None, got {snr_gamma}")
     device = generator.device if generator is not None else x0.device
     t = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
     noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype).to(x0.device)
     t = t.to(x0.device)
     prediction = denoise(schedule.add_noise(x0, noise, t), t)
-    return (schedule.snr(t, x0) * (prediction - x0) ** 2).mean()
+    weight = schedule.snr(t, x0)
+    if snr_gamma is not None:
+        weight = weight.clamp(max=snr_gamma)
+    return (weight * (prediction - x0) ** 2).mean()

@@ -113,3 +113,8 @@ def test_x0_loss_is_snr_weighted_mse() -> None:
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
     expected = (a / (1 - a) * (0.5 * x_t - x0) ** 2).mean()
     torch.testing.assert_close(loss, expected)
+    capped = x0_loss(denoise, x0, schedule, torch.Generator().manual_seed(7), snr_gamma=5.0)
+    torch.testing.assert_close(capped, ((a / (1 - a)).clamp(max=5.0) * (0.5 * x_t - x0) ** 2).mean())
+    assert (a / (1 - a) > 5).any() and capped < loss  # the cap changed some weights
+    with pytest.raises(ValueError, match="snr_gamma"):
+        x0_loss(denoise, x0, schedule, snr_gamma=0.0)

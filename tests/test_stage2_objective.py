@@ -31,6 +31,20 @@ def test_the_same_generator_gives_the_same_loss() -> None:
     assert losses[0] == losses[1]
 
 
+def test_snr_gamma_caps_the_timestep_weight(monkeypatch) -> None:
+    import latentface.training.stage2 as stage2
+
+    seen = []
+    real = stage2.x0_loss
+    monkeypatch.setattr(stage2, "x0_loss", lambda *a: seen.append(a[-1]) or real(*a))
+    model = seeded_model(tiny_config())
+    clips = torch.rand(1, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    released = Stage2Objective(model)(clips, generator=torch.Generator().manual_seed(5)).loss
+    capped = Stage2Objective(model, snr_gamma=5.0)(clips, generator=torch.Generator().manual_seed(5)).loss
+    assert seen == [None, None, 5.0, 5.0]  # texture and shape RDMs, each run
+    assert capped < released
+
+
 def test_a_few_steps_decrease_the_loss() -> None:
     model = seeded_model(tiny_config()).train()
     objective = Stage2Objective(model)

@@ -85,7 +85,7 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Stage-1 loss weights and the perceptual network.
+    """Loss settings: Stage 1's weights and perceptual network, Stage 2's timestep weighting.
 
     Args:
         lam_flip: weight of the flipped branch (1.0 before `lam_flip_start_epoch`).
@@ -95,6 +95,9 @@ class LossConfig:
         lam_depth_sm: weight of Unsup3D's optional depth smoothness term (0 for faces, as released).
         perceptual_weights: ``"imagenet"`` (timm ``vgg16.tv_in1k`` from the Hub), a local VGG16 state dict, or
             ``"random"`` (tests only).
+        rdm_snr_gamma: Stage 2: ``"none"`` (None) weights each frame's x0 error by SNR(t), as released; a number
+            caps that weight (Min-SNR weighting, a deviation), so the nearly clean timesteps, where predicting x0
+            is trivial, stop dominating the loss.
     """
 
     lam_flip: float = 0.5
@@ -102,6 +105,7 @@ class LossConfig:
     lam_perc: float = 1.0
     lam_depth_sm: float = 0.0
     perceptual_weights: str = "imagenet"
+    rdm_snr_gamma: float | None = None
 
 
 @dataclass
@@ -164,6 +168,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {value}")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
+        if self.loss.rdm_snr_gamma is not None and not self.loss.rdm_snr_gamma > 0:
+            raise ValueError(f"loss.rdm_snr_gamma must be positive or none, got {self.loss.rdm_snr_gamma}")
 
     def model_settings(self) -> dict[str, Any]:
         """The `model` table with ``"none"`` read as None."""

@@ -43,13 +43,16 @@ class Stage2Objective(nn.Module):
 
     Args:
         model: the LatentFace model; its Stage-1 networks are used without gradients, its RDMs are trained.
+        snr_gamma: None for the released SNR(t) weight of each frame's error; a number caps the weight at it
+            (Min-SNR weighting, a deviation: see `latentface.diffusion.x0_loss`).
     """
 
-    def __init__(self, model: LatentFace) -> None:
+    def __init__(self, model: LatentFace, snr_gamma: float | None = None) -> None:
         super().__init__()
         if model.albedo_rdm is None or model.depth_rdm is None:
             raise WeightsError("Stage 2 needs a model with RDMs (config rdm_width is None)")
         self.model = model
+        self.snr_gamma = snr_gamma
 
     def forward(self, clips: Tensor | Latents, generator: torch.Generator | None = None, *,
                 reconstruction: bool = True) -> Stage2Output:
@@ -85,7 +88,7 @@ class Stage2Objective(nn.Module):
         for name, rdm in (("albedo", self.model.albedo_rdm), ("depth", self.model.depth_rdm)):
             cond = getattr(latents, name)
             losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
-                                   getattr(targets, name), self.model.schedule, generator)
+                                   getattr(targets, name), self.model.schedule, generator, self.snr_gamma)
         logged = None
         if reconstruction and codes is not None:
             logged = self._first_light_reconstruction(clips, codes)

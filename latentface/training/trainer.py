@@ -133,7 +133,7 @@ class Trainer:
             objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc,
                                                    config.loss.lam_depth_sm)
         else:
-            objective = Stage2Objective(model)
+            objective = Stage2Objective(model, config.loss.rdm_snr_gamma)
         self.dataset: Dataset = build_dataset(config.data, config.stage, model.config.image_size)
         self.cache_skipped = 0
         if config.stage == 2 and config.data.cache_latents:
