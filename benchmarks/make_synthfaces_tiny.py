@@ -36,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
 TARGET = ROOT / "latentface" / "weights" / "synthfaces-tiny"
 RESULTS = ROOT / "benchmarks" / "results"
-EVAL_SIZES = {"reconstruction": ["--identities", "100", "--samples-per-identity", "10"],
-              "disentangle": ["--identities", "64", "--samples-per-identity", "16", "--clips", "32", "--frames", "16"]}
+EVALS = {"reconstruction": ("reconstruction", ["--identities", "100", "--samples-per-identity", "10"]),
+         "disentangle": ("disentangle", ["--identities", "64", "--samples-per-identity", "16", "--clips", "32",
+                                         "--frames", "16"]),
+         "disentangle-held": ("disentangle", ["--identities", "64", "--samples-per-identity", "16", "--hold",
+                                              "light,shift", "--clips", "0"])}
+"""Scores of the card: name -> (benchmark script, its arguments)."""
 
 
 def run(cmd: list[str]) -> None:
@@ -76,8 +80,9 @@ def shipped(final: Path, dtype: str, folder: Path) -> Path:
 
 
 def evaluate(weights: Path, name: str, tag: str) -> dict[str, Any]:
+    script, args = EVALS[name]
     output = RESULTS / f"{name}-synthfaces-tiny-{tag}.json"
-    run([sys.executable, f"benchmarks/{name}.py", "--weights", str(_shown(weights)), *EVAL_SIZES[name], "--no-progress",
+    run([sys.executable, f"benchmarks/{script}.py", "--weights", str(_shown(weights)), *args, "--no-progress",
          "--output", str(output)])
     return json.loads(output.read_text())
 
@@ -86,9 +91,9 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
     return f"{summary['mean'] * scale:.{digits}f} +- {summary['std'] * scale:.{digits}f}"
 
 
-PAPER = {"lr": 1e-4, "batch_size": 64, "lam_perc": 1.0, "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1),
-         "clip_sample": 1.0}
-"""The released recipe values (Stage-1 optimisation and losses, depth range, RDM clamp) the card compares with."""
+PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1, "lam_perc": 1.0,
+         "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1), "clip_sample": 1.0, "rdm_norm_groups": 32}
+"""The released recipe values (optimisation, losses, depth range, RDM clamp and norm groups) the card compares with."""
 
 
 def _machine_text(machine: dict[str, Any]) -> str:
@@ -119,8 +124,21 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     lrs = sorted({c.optim.lr for c in phases.values()} - {PAPER["lr"]})
     if lrs:
         notes.append(f"learning rate {', '.join(f'{lr:g}' for lr in lrs)} (released 1e-4)")
+    decays = sorted({c.optim.weight_decay for c in phases.values()} - {PAPER["weight_decay"]})
+    if decays:
+        notes.append(f"weight decay {', '.join(f'{wd:g}' for wd in decays)} in some phases (released 5e-4)")
     if any(c.optim.batch_size != PAPER["batch_size"] for c in stage1):
         notes.append(f"Stage-1 batch {', '.join(sorted({str(c.optim.batch_size) for c in stage1}))} (released 64)")
+    stage2 = [c for c in phases.values() if c.stage == 2]
+    if any(c.optim.batch_size != PAPER["clips_per_step"] for c in stage2):
+        notes.append(f"Stage-2 batch {', '.join(sorted({str(c.optim.batch_size) for c in stage2}))} clips "
+                     "(released 1)")
+    gammas = sorted({c.loss.rdm_snr_gamma for c in stage2 if c.loss.rdm_snr_gamma is not None})
+    if gammas:
+        notes.append(f"RDM loss weight min(SNR(t), {', '.join(f'{g:g}' for g in gammas)}) (`loss.rdm_snr_gamma`, "
+                     "Min-SNR; released SNR(t))")
+    if model.get("rdm_norm_groups", PAPER["rdm_norm_groups"]) != PAPER["rdm_norm_groups"]:
+        notes.append(f"{model['rdm_norm_groups']} GroupNorm groups in the RDM (released 32)")
     if (model["min_depth"], model["max_depth"]) != PAPER["depth_range"]:
         notes.append(f"depth range ({model['min_depth']:g}, {model['max_depth']:g}) (released "
                      f"({PAPER['depth_range'][0]:g}, {PAPER['depth_range'][1]:g}))")
@@ -132,8 +150,10 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
 
 
 def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[str, Any], recon: dict[str, Any],
-         dis: dict[str, Any], machine: dict[str, Any], dtype: str = "float32") -> str:
-    """The model card of the bundled weights."""
+         dis: dict[str, Any], machine: dict[str, Any], dtype: str = "float32",
+         held: dict[str, Any] | None = None) -> str:
+    """The model card of the bundled weights (`held`: the disentangle report with light and offset held per
+    identity)."""
     r = recon["results"]
     lines = [
         "---", "library_name: latentface", "license: mit", "tags: [latentface, face, synthetic]", "---", "",
@@ -178,6 +198,19 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
             lines.append(f"| {name} | {f['retrieval']['top1']:.3f} | {f['retrieval']['mean_ap']:.3f} | {probe:.3f} |")
     lines += [f"| chance | {chance['retrieval']['top1']:.3f} | {chance['retrieval']['mean_ap']:.3f} | "
               f"{chance['probe']['majority_accuracy']:.3f} |", ""]
+    if held is not None:
+        h = held["results"]["features"]
+        lines += ["Identity retrieval with the light and 2D offset of each identity's first image given to all its "
+                  "images (`--hold light,shift`): only expression and head angles vary, as within a clip, so this is "
+                  "the variation Stage 2 learns to remove (light is fixed within every training clip):", "",
+                  "| features | all factors vary: top-1 | mAP | light and offset held: top-1 | mAP |",
+                  "|---|---:|---:|---:|---:|"]
+        for name in ("raw_texture", "identity_texture", "raw_shape", "identity_shape"):
+            if name in h and name in feats:
+                a, b = feats[name]["retrieval"], h[name]["retrieval"]
+                lines.append(f"| {name} | {a['top1']:.3f} | {a['mean_ap']:.3f} | {b['top1']:.3f} | "
+                             f"{b['mean_ap']:.3f} |")
+        lines.append("")
     clips = dis["results"].get("clips", {}).get("latents", {})
     if clips:
         lines += ["Invariance over SynthFaces clips: for each clip, the frames' latents against their own clip mean",
@@ -218,11 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = shipped(final, args.dtype, args.work / "synthfaces-tiny-shipped")
     recon = evaluate(weights, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
     dis = evaluate(weights, "disentangle", "final")
-    commands += [["python", f"benchmarks/{name}.py", "--weights", "synthfaces-tiny", *EVAL_SIZES[name]]
-                 for name in ("reconstruction", "disentangle")]
+    held = evaluate(weights, "disentangle-held", "final")
+    commands += [["python", f"benchmarks/{script}.py", "--weights", "synthfaces-tiny", *args]
+                 for script, args in EVALS.values()]
     devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
     model_config = json.loads((final / CONFIG_NAME).read_text())
-    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices), args.dtype)
+    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices), args.dtype, held)
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(weights / name, TARGET / name)

@@ -10,10 +10,9 @@ whose identity they carry. Writes `swap.png`, one row per face: input, its front
 with its identity (A's identity + B's expression in A's row, B's identity + A's expression in B's row). Prints
 how large the expression parts are and how far each swap moved the latents.
 
-`synthfaces-tiny` is a small model trained on SynthFaces on a CPU, and a poor disentangler: many of its texture
-latent values exceed 1, where the sampler clips the RDM's identity estimate (`clip_sample`), so the "expression"
-part keeps much of the appearance and the swaps carry hair colour and backdrop across too. Results on real
-faces need the official weights (`latentface convert`).
+`synthfaces-tiny` is a small model trained on SynthFaces on a CPU, and a weak disentangler: its expression parts
+are about 5% of the latents and carry little expression (see its model card), so the swaps change the renders
+only slightly. Results on real faces need the official weights (`latentface convert`).
 """
 
 from __future__ import annotations

@@ -81,3 +81,30 @@ def test_card_names_model_deviations(settings: dict, expected: list[str]) -> Non
         assert phrase in text
     assert ("depth range" in text) == any("depth range" in e for e in expected)
     assert ("predicted x0" in text) == any("predicted x0" in e for e in expected)
+
+
+@pytest.mark.parametrize("released", [True, False])
+def test_card_names_stage2_deviations(released: bool) -> None:
+    overrides = (["optim.batch_size=1", "optim.weight_decay=5e-4", "optim.lr=1e-4", "loss.rdm_snr_gamma=none"]
+                 if released else ["optim.batch_size=4", "optim.weight_decay=0", "loss.rdm_snr_gamma=5"])
+    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
+                             overrides if p == "stage2" else []) for p in build.PHASES}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
+    model["rdm_norm_groups"] = 32 if released else 8
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
+    for phrase in ("Stage-2 batch 4 clips (released 1)", "weight decay 0 in some phases", "min(SNR(t), 5)",
+                   "8 GroupNorm groups in the RDM (released 32)"):
+        assert (phrase in text) != released, phrase
+
+
+def test_card_shows_retrieval_with_held_factors() -> None:
+    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    dis, held = _results("disentangle"), _results("disentangle-held")
+    text = build.card([["python"]], phases, model, _results("reconstruction"), dis, machine, held=held)
+    a, b = dis["results"]["features"]["raw_shape"]["retrieval"], held["results"]["features"]["raw_shape"]["retrieval"]
+    assert f"| raw_shape | {a['top1']:.3f} | {a['mean_ap']:.3f} | {b['top1']:.3f} | {b['mean_ap']:.3f} |" in text
+    assert "--hold light,shift" in text
+    assert "--hold" not in build.card([["python"]], phases, model, _results("reconstruction"), dis, machine)
