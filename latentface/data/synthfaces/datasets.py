@@ -12,9 +12,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from latentface.data.synthfaces.factors import (
-    HOLDABLE,
     Factors,
     SynthConfig,
+    check_holdable,
     check_split,
     hold_factors,
     sample_clip,
@@ -39,7 +39,7 @@ class SynthFacesImages(Dataset):
         split: one of `SPLITS`; splits have disjoint identities.
         seed: world seed.
         config: world settings (image size, ranges); default `SynthConfig()`.
-        hold: factors (of `HOLDABLE`) every sample of an identity takes from its sample 0, e.g.
+        hold: factors (of `factors.HOLDABLE`) every sample of an identity takes from its sample 0, e.g.
             ``("light", "shift")`` for what one video clip holds fixed (`hold_factors`).
 
     Items are dicts of tensors with the keys `ITEM_KEYS`.
@@ -48,10 +48,7 @@ class SynthFacesImages(Dataset):
     def __init__(self, identities: int, samples_per_identity: int = 1, *, split: str = "train", seed: int = 0,
                  config: SynthConfig | None = None, hold: Sequence[str] = ()) -> None:
         _check_counts(identities=identities, samples_per_identity=samples_per_identity)
-        unknown = sorted(set(hold) - set(HOLDABLE))
-        if unknown:
-            raise ValueError(f"cannot hold {unknown}: choose from {list(HOLDABLE)}")
-        self.hold = tuple(hold)
+        self.hold = check_holdable(hold)
         self.identities = identities
         self.samples_per_identity = samples_per_identity
         self.split = check_split(split)

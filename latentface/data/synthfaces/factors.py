@@ -424,15 +424,21 @@ HOLDABLE = ("expression", "pose", "shift", "light")
 """Factors `hold_factors` can hold: ``pose`` is the three angles, ``shift`` the 2D offset."""
 
 
+def check_holdable(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` as a tuple; ValueError naming those not in `HOLDABLE`."""
+    unknown = sorted(set(names) - set(HOLDABLE))
+    if unknown:
+        raise ValueError(f"cannot hold {unknown}: choose from {list(HOLDABLE)}")
+    return tuple(names)
+
+
 def hold_factors(factors: Factors, reference: Factors, names: Sequence[str]) -> Factors:
     """`factors` with the factors `names` (from `HOLDABLE`) taken from `reference` (same batch size) instead.
 
     Example: ``hold_factors(f, f0, ["light", "shift"])`` keeps the identities, expressions and head angles of `f`
     and gives every face the light and offset of the matching face of `f0`.
     """
-    unknown = sorted(set(names) - set(HOLDABLE))
-    if unknown:
-        raise ValueError(f"cannot hold {unknown}: choose from {list(HOLDABLE)}")
+    check_holdable(names)
     if len(factors.clip) != len(reference.clip):
         raise ValueError(f"reference has {len(reference.clip)} faces, factors {len(factors.clip)}")
     pose = factors.pose.stacked()
