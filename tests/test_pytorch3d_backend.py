@@ -31,11 +31,13 @@ def _posed_grid(b: int, s: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return screen, faces, depth
 
 
+@pytest.mark.parametrize("perspective_correct", [True, False])
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (24, 40), (40, 24)])
-def test_same_faces_depth_and_barycentrics(height: int, width: int) -> None:
+def test_same_faces_depth_and_barycentrics(height: int, width: int, perspective_correct: bool) -> None:
     screen, faces, _ = _posed_grid(2, 32)
-    native = rasterize(screen, faces, height, width, background=100.0)
-    other = rasterize_pytorch3d(screen, faces, height, width, background=100.0)
+    native = rasterize(screen, faces, height, width, background=100.0, perspective_correct=perspective_correct)
+    other = rasterize_pytorch3d(screen, faces, height, width, background=100.0,
+                                perspective_correct=perspective_correct)
     agree = native.face_index == other.face_index
     # Only pixel centres on (or within float32 rounding of) an edge may go to a different triangle.
     assert agree.float().mean() > 0.99

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from latentface.render.camera import pixel_grid
+from latentface.render.camera import intrinsics, pixel_grid
+from latentface.render.pose import project
 from latentface.render.raster import Fragments, interpolate, rasterize
 
 SQUARE_FACES = torch.tensor([[0, 1, 2], [0, 2, 3]])
@@ -75,12 +76,52 @@ def test_background_depth_and_dtype() -> None:
     assert fragments.zbuf[0, 0, 0] == 7.5 and fragments.zbuf[0, 1, 1] == 1
 
 
-def test_tilted_plane_depth_and_barycentrics() -> None:
+def _tilted_plane(fov: float, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A plane tilted about both image axes, seen through the package's camera; float64.
+
+    Returns:
+        screen-space vertices (1, 5, 3), faces (4, 3), camera-space vertices (1, 5, 3), and the exact
+        camera-space point (size, size, 3) where each pixel centre's ray meets the plane.
+    """
+    normal = torch.tensor([0.45, -0.3, 1.0], dtype=torch.float64)
+    offset = 2.0
+    k = intrinsics(size, fov, dtype=torch.float64)
+
+    def on_plane(uv: torch.Tensor) -> torch.Tensor:
+        rays = torch.cat([uv, torch.ones_like(uv[..., :1])], -1) @ torch.linalg.inv(k).T  # z component 1
+        return rays * (offset / (rays @ normal))[..., None]
+
+    last = size - 1
+    corners = torch.tensor([[-0.3, 0.4], [last + 0.6, 1.2], [last - 0.3, last + 0.5], [0.8, last - 0.9],
+                            [size / 2 - 0.8, size / 2 - 0.1]], dtype=torch.float64)
+    points = on_plane(corners)[None]
+    faces = torch.tensor([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])
+    exact = on_plane(pixel_grid(size, size, dtype=torch.float64)[..., :2])
+    return project(points, k), faces, points, exact
+
+
+@pytest.mark.parametrize("fov", [10.0, 60.0])
+def test_tilted_plane_depth_is_the_ray_plane_intersection(fov: float) -> None:
+    screen, faces, points, exact = _tilted_plane(fov, 16)
+    fragments = rasterize(screen, faces, 16, 16)
+    mask = fragments.mask[0]
+    assert mask.sum() > 150
+    torch.testing.assert_close(fragments.zbuf[0][mask], exact[..., 2][mask], atol=1e-12, rtol=0)
+    # The perspective-correct weights are those of the 3D point: they interpolate camera-space positions exactly.
+    torch.testing.assert_close(interpolate(points, faces, fragments)[0][mask], exact[mask], atol=1e-12, rtol=0)
+    # Screen-space linear depth (the option) lies behind the plane inside every face, never in front of it.
+    linear = rasterize(screen, faces, 16, 16, perspective_correct=False)
+    assert torch.equal(linear.face_index, fragments.face_index)
+    bias = (linear.zbuf - fragments.zbuf)[0][mask]
+    assert bias.min() > -1e-12 and bias.max() > (1e-5 if fov == 10.0 else 1e-3)
+
+
+def test_screen_linear_depth_and_barycentrics() -> None:
     a, b, c = 3.0, 0.05, -0.02
     uv = torch.tensor([[-0.3, 0.4], [10.6, 1.2], [9.7, 11.5], [0.8, 10.1], [5.2, 5.9]], dtype=torch.float64)
     verts = torch.cat([uv, (a + b * uv[:, 0] + c * uv[:, 1])[:, None]], dim=1)[None]
     faces = torch.tensor([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])
-    fragments = rasterize(verts, faces, 12, 12)
+    fragments = rasterize(verts, faces, 12, 12, perspective_correct=False)
     grid = pixel_grid(12, 12, dtype=torch.float64)[None]
     mask = fragments.mask
     assert mask.sum() > 80
@@ -89,6 +130,16 @@ def test_tilted_plane_depth_and_barycentrics() -> None:
     # Interpolating the vertex positions returns the pixel centres themselves.
     centres = interpolate(verts[..., :2], faces, fragments)
     assert torch.allclose(centres[mask], grid[..., :2][mask], atol=1e-12)
+
+
+@pytest.mark.parametrize("perspective_correct", [True, False])
+def test_faces_behind_the_camera(perspective_correct: bool) -> None:
+    # A vertex at z <= 0 has no perspective-correct depth: the face is not drawn; linear depth draws it.
+    verts = torch.tensor([[[0.5, 0.5, 1.0], [7.5, 0.5, -0.5], [0.5, 7.5, 1.0], [0.5, 0.5, 2.0], [7.5, 0.5, 2.0],
+                           [0.5, 7.5, 2.0]]])
+    fragments = rasterize(verts, torch.tensor([[0, 1, 2], [3, 4, 5]]), 8, 8, perspective_correct=perspective_correct)
+    assert fragments.mask.sum() > 20
+    assert torch.all(fragments.face_index[fragments.mask] == (1 if perspective_correct else 0))
 
 
 @pytest.mark.parametrize("order", [[0, 1], [1, 0]])
@@ -245,12 +296,13 @@ def _gradcheck_mesh() -> tuple[torch.Tensor, torch.Tensor]:
     return verts, faces
 
 
-def test_gradcheck_zbuf_and_bary_wrt_verts() -> None:
+@pytest.mark.parametrize("perspective_correct", [True, False])
+def test_gradcheck_zbuf_and_bary_wrt_verts(perspective_correct: bool) -> None:
     verts, faces = _gradcheck_mesh()
     verts.requires_grad_(True)
 
     def render(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fragments = rasterize(v, faces, 8, 8, background=0.0)
+        fragments = rasterize(v, faces, 8, 8, background=0.0, perspective_correct=perspective_correct)
         return fragments.zbuf, fragments.bary
 
     assert rasterize(verts, faces, 8, 8).mask.sum() > 30
@@ -296,8 +348,9 @@ def test_invalid_inputs(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("perspective_correct", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
+def test_cuda_matches_cpu(dtype: torch.dtype, perspective_correct: bool) -> None:
     verts, faces = _grid_mesh(32, (3.3, 1.7), (1.6, 0.4), (-0.4, 1.6))
     g = torch.Generator().manual_seed(2)
     verts = (verts + 0.2 * torch.rand(4, *verts.shape[1:], generator=g, dtype=torch.float64)).to(dtype)
@@ -309,7 +362,8 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     results = []
     for device in ("cpu", "cuda"):
         v = verts.to(device).requires_grad_(True)
-        fragments = rasterize(v, faces.to(device), 48, 56, max_candidates=5000)
+        fragments = rasterize(v, faces.to(device), 48, 56, perspective_correct=perspective_correct,
+                              max_candidates=5000)
         image = interpolate(attributes.to(device), faces.to(device), fragments)
         (image.sum() + fragments.zbuf.sum()).backward()
         results.append((fragments, image, v.grad))

@@ -92,5 +92,32 @@ def test_rotating_a_sphere_about_its_centre_renders_the_same_sphere() -> None:
     rendered = posed_depth(depth, rot, torch.zeros(1, 3, dtype=torch.float64), fov=10.0, center_depth=center)
     covered = rendered < 100.0
     assert 0.5 * s * s < covered.sum() < s * s  # the cap moved: part of the image is no longer covered
-    # The mesh is piecewise linear in screen space: its error is second order in the pixel spacing.
+    # The mesh is piecewise planar: its error is second order in the pixel spacing.
     assert (rendered[covered] - depth[covered]).abs().max() < 1e-4
+
+
+def _plane_depth(s: int, normal: torch.Tensor, offset: float) -> torch.Tensor:
+    """Depth along each pixel's ray to the plane ``normal . X = offset``."""
+    rays = backproject(torch.ones(1, s, s, dtype=torch.float64), 10.0)  # z = 1 on every ray
+    return offset / (rays @ normal)
+
+
+def test_posed_plane_renders_its_exact_depth() -> None:
+    # A depth map of a 3D plane is a planar mesh; posed, it is still a plane, and the rendered depth at every
+    # covered pixel centre is where that pixel's ray meets it (perspective-correct, as Neural Mesh Renderer).
+    s = 32
+    normal = torch.tensor([0.3, -0.2, 1.0], dtype=torch.float64)
+    depth = _plane_depth(s, normal, 1.0)
+    angle = torch.tensor([math.radians(20.0)], dtype=torch.float64)
+    rot = rotation_matrix(0.5 * angle, angle, torch.zeros_like(angle))
+    trans = torch.tensor([[0.01, -0.02, 0.03]], dtype=torch.float64)
+    rendered = posed_depth(depth, rot, trans, fov=10.0, center_depth=1.0)
+    # The posed plane: n' = R n, and a point X maps to R (X - c) + c + T.
+    centre = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    posed_normal = rot[0] @ normal
+    point = backproject(depth, 10.0)[0, 0, 0]  # any point of the canonical plane
+    posed_offset = float(posed_normal @ (rot[0] @ (point - centre) + centre + trans[0]))
+    exact = _plane_depth(s, posed_normal, posed_offset)
+    covered = rendered < 100.0
+    assert covered.sum() > 0.6 * s * s
+    torch.testing.assert_close(rendered[covered], exact[covered], atol=1e-10, rtol=0)

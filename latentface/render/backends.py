@@ -3,8 +3,9 @@
 Both take screen-space vertices (u, v, z) in the package's pixel convention (pixel column j, row i sampled at
 (u, v) = (j, i)) and return `latentface.render.raster.Fragments`. The PyTorch3D backend maps them to its
 NDC convention (+x left, +y up, pixel centres at half-integers of its grid), calls ``rasterize_meshes`` with one
-face per pixel, no blur and no perspective correction (as the native one), and maps the result back; its
-gradients are PyTorch3D's own. Coverage on exact edges and depth ties may differ between the two.
+face per pixel, no blur and the same depth interpolation as the native one (perspective-correct by default:
+``perspective_correct=True``, whose depth is Neural Mesh Renderer's ``1 / sum(w_k / z_k)``), and maps the result
+back; its gradients are PyTorch3D's own. Coverage on exact edges and depth ties may differ between the two.
 
 PyTorch3D has no wheels for current PyTorch on PyPI; install it from source (see the README) to use it.
 """
@@ -42,7 +43,13 @@ def _ndc(coord: Tensor, size: int, other: int) -> Tensor:
 
 
 def rasterize_pytorch3d(
-    verts: Tensor, faces: Tensor, height: int, width: int, *, background: float = math.inf
+    verts: Tensor,
+    faces: Tensor,
+    height: int,
+    width: int,
+    *,
+    background: float = math.inf,
+    perspective_correct: bool = True,
 ) -> Fragments:
     """`latentface.render.raster.rasterize` computed by PyTorch3D's ``rasterize_meshes``.
 
@@ -51,6 +58,7 @@ def rasterize_pytorch3d(
         faces: (F, 3) long vertex indices shared by the batch.
         height, width: image size in pixels.
         background: depth where no face covers the pixel.
+        perspective_correct: perspective-correct depth and weights (default), or screen-space linear ones.
 
     Returns:
         `Fragments` as the native rasterizer's (face indices are per mesh, -1 where empty).
@@ -68,7 +76,7 @@ def rasterize_pytorch3d(
     meshes = Meshes(verts=ndc, faces=faces[None].expand(b, -1, -1))
     pix_to_face, zbuf, bary, _ = rasterize_meshes(
         meshes, image_size=(height, width), blur_radius=0.0, faces_per_pixel=1, bin_size=0,
-        perspective_correct=False, cull_to_frustum=False,
+        perspective_correct=perspective_correct, cull_to_frustum=False,
     )
     covered = pix_to_face[..., 0] >= 0
     offsets = torch.arange(b, device=verts.device)[:, None, None] * n_faces

@@ -5,9 +5,15 @@ Conventions:
 - **Screen space.** Vertices are already projected: vertex (x, y, z) sits at image coordinates (u, v) = (x, y)
   with depth z (positive, nearer = smaller). Pixel column j, row i is sampled at its centre (u, v) = (j, i),
   the convention of :mod:`latentface.render.camera`; pixel centres are at integer coordinates.
-- **Depth interpolation.** Barycentric weights are affine in screen space and z is interpolated linearly in
-  screen space, as Neural Mesh Renderer and PyTorch3D with ``perspective_correct=False`` do; there is no
-  perspective correction, no near/far clipping and no back-face culling (both windings are rasterized).
+- **Depth interpolation.** Perspective-correct by default, as Neural Mesh Renderer (which Unsup3D renders its
+  posed depth with) computes it: with the screen-space barycentric weights w of the pixel centre, the depth is
+  ``z = 1 / (w0 / z0 + w1 / z1 + w2 / z2)``, the depth of the triangle's plane in 3D along the pixel's ray, and
+  ``bary`` holds the perspective-correct weights ``w_k z / z_k`` (the weights of that 3D point, which PyTorch3D
+  returns with ``perspective_correct=True``; ``zbuf = sum(bary * z)``). Perspective-correct rasterization needs
+  the vertices in front of the camera: a face with a vertex at ``z <= 0`` is not drawn. With
+  ``perspective_correct=False`` the weights stay the screen-space ones and z is interpolated linearly in screen
+  space (deeper than the plane inside every non-constant-depth face; any finite z is drawn). There is no
+  near/far clipping and no back-face culling (both windings are rasterized, as NMR with ``fill_back=True``).
 - **Coverage.** A pixel centre strictly inside a triangle is covered. A centre exactly on an edge is resolved
   as if it were nudged by an infinitesimal (eps, eps**2): it belongs to the triangle lying on the +u side of
   the edge (+v side for edges parallel to the u axis). Edge functions are evaluated from the edge's endpoints
@@ -15,8 +21,8 @@ Conventions:
   coordinates) compute bit-identical values: a centre on a shared edge, or on a vertex inside a closed fan, is
   covered by exactly one of them. Adjacent triangles leave no holes and no double coverage. Degenerate
   (zero-area) triangles and triangles with non-finite coordinates never cover a pixel.
-- **Visibility.** The covering face with the smallest interpolated z wins; equal z goes to the smallest face
-  index. The choice is deterministic on every device.
+- **Visibility.** The covering face with the smallest interpolated z (perspective-correct or linear, as chosen)
+  wins; equal z goes to the smallest face index. The choice is deterministic on every device.
 - **Gradients.** The face choice is discrete and carries no gradient. ``bary`` and ``zbuf`` are then
   recomputed with differentiable torch ops from the winning face's vertex positions, so gradients flow to
   ``verts`` (not through the coverage edges: there is no soft rasterization).
@@ -47,10 +53,11 @@ class Fragments:
 
     Attributes:
         face_index: (B, H, W) long, the index into ``faces`` of the visible face, -1 where no face covers.
-        bary: (B, H, W, 3) barycentric weights of the visible face's three vertices at the pixel centre
-            (screen-space affine, summing to 1), zeros where empty; differentiable w.r.t. the vertices.
-        zbuf: (B, H, W) interpolated depth of the visible face, the ``background`` depth where empty;
-            differentiable w.r.t. the vertices.
+        bary: (B, H, W, 3) barycentric weights of the visible face's three vertices at the pixel centre (summing
+            to 1; perspective-correct unless rasterized with ``perspective_correct=False``, then screen-space
+            affine), zeros where empty; differentiable w.r.t. the vertices.
+        zbuf: (B, H, W) depth of the visible face at the pixel centre, ``sum(bary * z)``, the ``background``
+            depth where empty; differentiable w.r.t. the vertices.
     """
 
     face_index: Tensor
@@ -70,6 +77,7 @@ def rasterize(
     width: int,
     *,
     background: float = math.inf,
+    perspective_correct: bool = True,
     max_candidates: int = 2**24,
 ) -> Fragments:
     """Rasterize triangle meshes that are already in screen space with a hard z-buffer.
@@ -80,6 +88,8 @@ def rasterize(
         height: image height H in pixels (rows, v = 0 .. H-1).
         width: image width W in pixels (columns, u = 0 .. W-1).
         background: depth written to ``zbuf`` where no face covers the pixel.
+        perspective_correct: depth ``1 / sum(w_k / z_k)`` and perspective-correct weights, as Neural Mesh
+            Renderer (default); False interpolates z and the weights linearly in screen space.
         max_candidates: most (batch, face, pixel) candidates tested at once; bounds the working memory
             (roughly 200 bytes per candidate in float32). Covered candidates are not bounded by it.
 
@@ -92,8 +102,8 @@ def rasterize(
     """
     _check_inputs(verts, faces, height, width, max_candidates)
     with torch.no_grad():
-        face_index = _visible_faces(verts.detach(), faces, height, width, max_candidates)
-    bary, zbuf = _face_fragments(verts, faces, face_index, background)
+        face_index = _visible_faces(verts.detach(), faces, height, width, perspective_correct, max_candidates)
+    bary, zbuf = _face_fragments(verts, faces, face_index, background, perspective_correct)
     return Fragments(face_index=face_index, bary=bary, zbuf=zbuf)
 
 
@@ -160,8 +170,10 @@ class _Boxes:
         end: (N,) long, one past its last candidate.
         box: (N, 3) long, box width, first column, first row.
         geometry: (19, N) per edge e (rows e, 3 + e, ...) the canonical anchor u (0..2) and v (3..5), the
-            signed direction u (6..8) and v (9..11); the depth z0 of vertex 0 (12), z1 - z0 and z2 - z0 (13, 14),
-            1 / |twice the area| (15); 1.0 where a centre exactly on edge e counts as inside, else 0.0 (16..18).
+            signed direction u (6..8) and v (9..11); the depth key of vertex 0 (12) and its steps to vertices 1
+            and 2 (13, 14), the key being z, or -1/z when perspective-correct (both grow with depth and are
+            affine in screen space); 1 / |twice the area| (15); 1.0 where a centre exactly on edge e counts as
+            inside, else 0.0 (16..18).
     """
 
     start: Tensor
@@ -170,7 +182,7 @@ class _Boxes:
     geometry: Tensor
 
 
-def _boxes(verts: Tensor, faces: Tensor, height: int, width: int) -> _Boxes:
+def _boxes(verts: Tensor, faces: Tensor, height: int, width: int, perspective_correct: bool) -> _Boxes:
     """Pixel boxes and edge data of every (batch, face) pair whose triangle may cover a pixel centre."""
     b = verts.shape[0]
     # (xyz, vertex, B*F), one contiguous row per coordinate and vertex.
@@ -180,10 +192,13 @@ def _boxes(verts: Tensor, faces: Tensor, height: int, width: int) -> _Boxes:
     first_u, first_v = x.amin(0).ceil().clamp(0, width), y.amin(0).ceil().clamp(0, height)
     last_u, last_v = x.amax(0).floor().clamp(-1, width - 1), y.amax(0).floor().clamp(-1, height - 1)
     usable = tri.isfinite().all(0).all(0) & (area2 != 0)
+    if perspective_correct:
+        usable &= (tri[2] > 0).all(0)
     columns = torch.where(usable, (last_u - first_u + 1).clamp(min=0), 0)
     count = torch.where(usable, columns * (last_v - first_v + 1).clamp(min=0), 0).long()
     end = count.cumsum(0)
     x, y, z = tri
+    key = -z.reciprocal() if perspective_correct else z
 
     # Edge e runs from vertex e+1 to vertex e+2 (opposite vertex e); its edge function over twice the area is
     # the barycentric weight of vertex e. Evaluate it relative to the canonical endpoint (lowest v, then u).
@@ -198,7 +213,7 @@ def _boxes(verts: Tensor, faces: Tensor, height: int, width: int) -> _Boxes:
     # A centre on the edge is inside iff the nudged centre (+eps, +eps**2) is: sign of -dv, else of du.
     tie = torch.where(dir_y != 0, dir_y < 0, dir_x > 0).to(x.dtype)
     geometry = torch.cat(
-        [anchor_x, anchor_y, dir_x, dir_y, z[:1], z[1:] - z[:1], area2.abs().reciprocal()[None], tie]
+        [anchor_x, anchor_y, dir_x, dir_y, key[:1], key[1:] - key[:1], area2.abs().reciprocal()[None], tie]
     )
     box = torch.where(usable[:, None], torch.stack([columns, first_u, first_v], dim=1), 0).long()
     return _Boxes(start=end - count, end=end, box=box, geometry=geometry)
@@ -210,8 +225,8 @@ def _covered_candidates(
     """Test the candidates lo .. hi-1 and return the covered ones.
 
     Returns:
-        flat pixel index b * H * W + i * W + j (long), face index (long) and interpolated depth, one entry per
-        covered candidate.
+        flat pixel index b * H * W + i * W + j (long), face index (long) and interpolated depth key (z, or -1/z
+        when perspective-correct: smaller is nearer), one entry per covered candidate.
     """
     first = int(torch.searchsorted(boxes.end, lo, right=True))
     last = int(torch.searchsorted(boxes.start, hi))
@@ -232,38 +247,42 @@ def _covered_candidates(
     keep = inside.nonzero().squeeze(1)
 
     edge, geo = edge.index_select(1, keep), geo[12:16].index_select(1, keep)
-    # z0 + w1 (z1 - z0) + w2 (z2 - z0): exact on constant-depth faces, so that equal depths tie exactly.
-    # Written out elementwise (no reduction) so that recomputing a candidate reproduces its depth bit for bit.
-    z = geo[0] + (edge[1] * geo[1] + edge[2] * geo[2]) * geo[3]
+    # key0 + w1 (key1 - key0) + w2 (key2 - key0): exact on constant-depth faces, so that equal depths tie
+    # exactly. Written out elementwise (no reduction) so that recomputing a candidate reproduces it bit for bit.
+    key = geo[0] + (edge[1] * geo[1] + edge[2] * geo[2]) * geo[3]
     pair = slot[keep]
     batch, face = pair // num_faces, pair % num_faces
     pixel = (batch * height + row[keep]) * width + col[keep]
-    return pixel, face, z
+    return pixel, face, key
 
 
-def _visible_faces(verts: Tensor, faces: Tensor, height: int, width: int, max_candidates: int) -> Tensor:
+def _visible_faces(
+    verts: Tensor, faces: Tensor, height: int, width: int, perspective_correct: bool, max_candidates: int
+) -> Tensor:
     """(B, H, W) long index of the nearest face covering each pixel centre, -1 where none does."""
     b, f = verts.shape[0], faces.shape[0]
     work = verts if verts.dtype in (torch.float32, torch.float64) else verts.float()
-    depth = torch.full((b * height * width,), math.inf, dtype=work.dtype, device=work.device)
+    nearest_key = torch.full((b * height * width,), math.inf, dtype=work.dtype, device=work.device)
     winner = torch.full((b * height * width,), f, dtype=torch.long, device=work.device)
-    boxes = _boxes(work, faces, height, width)
+    boxes = _boxes(work, faces, height, width, perspective_correct)
     total = int(boxes.end[-1]) if boxes.end.numel() else 0
     bounds = [(lo, min(lo + max_candidates, total)) for lo in range(0, total, max_candidates)]
     cached = None
     for lo, hi in bounds:
-        pixel, face, z = _covered_candidates(boxes, lo, hi, f, height, width)
-        depth.scatter_reduce_(0, pixel, z, "amin")
+        pixel, face, key = _covered_candidates(boxes, lo, hi, f, height, width)
+        nearest_key.scatter_reduce_(0, pixel, key, "amin")
         if len(bounds) == 1:
-            cached = pixel, face, z
+            cached = pixel, face, key
     for lo, hi in bounds:
-        pixel, face, z = cached if cached is not None else _covered_candidates(boxes, lo, hi, f, height, width)
-        nearest = z == depth[pixel]
+        pixel, face, key = cached if cached is not None else _covered_candidates(boxes, lo, hi, f, height, width)
+        nearest = key == nearest_key[pixel]
         winner.scatter_reduce_(0, pixel[nearest], face[nearest], "amin")
     return torch.where(winner == f, -1, winner).view(b, height, width)
 
 
-def _face_fragments(verts: Tensor, faces: Tensor, face_index: Tensor, background: float) -> tuple[Tensor, Tensor]:
+def _face_fragments(
+    verts: Tensor, faces: Tensor, face_index: Tensor, background: float, perspective_correct: bool
+) -> tuple[Tensor, Tensor]:
     """Differentiable barycentric weights (B, H, W, 3) and depth (B, H, W) of the given visible faces."""
     b, h, w = face_index.shape
     flat_face = face_index.reshape(-1)
@@ -279,8 +298,14 @@ def _face_fragments(verts: Tensor, faces: Tensor, face_index: Tensor, background
     area2 = _cross(xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0])
     bary = _cross(head - tail, p - tail) / area2[:, None]
     depth = tri[..., 2]
-    # Equal to sum(bary * depth), written so that a constant-depth face gives its depth exactly.
-    z = depth[:, 0] + bary[:, 1] * (depth[:, 1] - depth[:, 0]) + bary[:, 2] * (depth[:, 2] - depth[:, 0])
+    # Written as in _covered_candidates, so that a constant-depth face gives its depth exactly.
+    if perspective_correct:
+        inverse = depth.reciprocal()
+        step = bary[:, 1] * (inverse[:, 1] - inverse[:, 0]) + bary[:, 2] * (inverse[:, 2] - inverse[:, 0])
+        z = depth[:, 0] / (1 + depth[:, 0] * step)
+        bary = bary * inverse * z[:, None]  # the weights of the 3D point: w_k z / z_k
+    else:
+        z = depth[:, 0] + bary[:, 1] * (depth[:, 1] - depth[:, 0]) + bary[:, 2] * (depth[:, 2] - depth[:, 0])
     bary_map = verts.new_zeros(b * h * w, 3).index_copy(0, covered, bary).view(b, h, w, 3)
     zbuf = verts.new_full((b * h * w,), background).index_copy(0, covered, z).view(b, h, w)
     return bary_map, zbuf
