@@ -20,6 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+PERCEPTUAL_NETS = ("vgg16", "onet")
 DATA_KINDS = ("synthfaces", "synthfaces_folder", "image_folder", "celeba", "clip_folder", "voxceleb")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -44,6 +45,10 @@ class DataConfig:
             the latents in the run folder (``latents.pt``) and train the RDMs on them: the same losses as encoding
             every step, many times faster. Not the released loop: readers that draw new frames every epoch keep
             the first epoch's, and the logged first-frame-light reconstruction is not computed (it needs frames).
+        cache_images: Stage 1 only: render (SynthFaces) or decode every training image once, keep them as 8-bit
+            RGB in the run folder (``images.pt``) and train on those: the same images up to 8-bit rounding,
+            without rendering or decoding at every step. Readers that draw new frames every epoch keep the first
+            epoch's.
     """
 
     kind: str = "synthfaces"
@@ -58,6 +63,7 @@ class DataConfig:
     on_error: str = "skip"
     num_workers: int = 0
     cache_latents: bool = False
+    cache_images: bool = False
 
 
 @dataclass
@@ -93,8 +99,10 @@ class LossConfig:
         lam_perc: weight of the perceptual terms; 0 turns them off and needs no VGG16 (a deviation for quick CPU
             runs, not the paper's recipe).
         lam_depth_sm: weight of Unsup3D's optional depth smoothness term (0 for faces, as released).
-        perceptual_weights: ``"imagenet"`` (timm ``vgg16.tv_in1k`` from the Hub), a local VGG16 state dict, or
-            ``"random"`` (tests only).
+        perceptual_net: ``"vgg16"`` (relu3_3, as released) or ``"onet"`` (MTCNN's O-Net up to prelu3, a face
+            network whose weights ship with facenet-pytorch, the ``face`` extra: no download; a deviation).
+        perceptual_weights: VGG16 only: ``"imagenet"`` (timm ``vgg16.tv_in1k`` from the Hub), a local VGG16 state
+            dict, or ``"random"`` (tests only).
         rdm_snr_gamma: Stage 2: ``"none"`` (None) weights each frame's x0 error by SNR(t), as released; a number
             caps that weight (Min-SNR weighting, a deviation), so the nearly clean timesteps, where predicting x0
             is trivial, stop dominating the loss.
@@ -104,6 +112,7 @@ class LossConfig:
     lam_flip_start_epoch: int = 0
     lam_perc: float = 1.0
     lam_depth_sm: float = 0.0
+    perceptual_net: str = "vgg16"
     perceptual_weights: str = "imagenet"
     rdm_snr_gamma: float | None = None
 
@@ -156,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"data.root is required for data.kind={self.data.kind!r}")
         if self.data.cache_latents and self.stage != 2:
             raise ValueError("data.cache_latents applies to stage 2 only (Stage 1 trains the encoders)")
+        if self.data.cache_images and self.stage != 1:
+            raise ValueError("data.cache_images applies to stage 1 only (stage 2 caches latents: data.cache_latents)")
         if self.data.on_error not in ("skip", "raise"):
             raise ValueError(f"data.on_error must be 'skip' or 'raise', got {self.data.on_error!r}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -168,6 +179,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {value}")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
+        if self.loss.perceptual_net not in PERCEPTUAL_NETS:
+            raise ValueError(f"loss.perceptual_net must be one of {PERCEPTUAL_NETS}, got {self.loss.perceptual_net!r}")
         if self.loss.rdm_snr_gamma is not None and not self.loss.rdm_snr_gamma > 0:
             raise ValueError(f"loss.rdm_snr_gamma must be positive or none, got {self.loss.rdm_snr_gamma}")
 

@@ -43,16 +43,17 @@ from latentface.model import LatentFace
 from latentface.outputs import Latents
 from latentface.training.config import TrainConfig
 from latentface.training.data import batch_tensor, build_dataset, skipped_files
-from latentface.training.latent_cache import (
-    CACHE_FILE,
-    ClipLatents,
-    cache_key,
-    encode_clips,
-    load_cache,
-    save_cache,
-    select_views,
-)
-from latentface.training.losses import PerceptualLoss, vgg16_relu3_3
+from latentface.training.image_cache import CACHE_FILE as IMAGE_CACHE
+from latentface.training.image_cache import CachedImages, read_images
+from latentface.training.image_cache import cache_key as image_cache_key
+from latentface.training.image_cache import load_cache as load_images
+from latentface.training.image_cache import save_cache as save_images
+from latentface.training.latent_cache import CACHE_FILE as LATENT_CACHE
+from latentface.training.latent_cache import ClipLatents, encode_clips, select_views
+from latentface.training.latent_cache import cache_key as latent_cache_key
+from latentface.training.latent_cache import load_cache as load_latents
+from latentface.training.latent_cache import save_cache as save_latents
+from latentface.training.losses import PerceptualLoss, perceptual_loss
 from latentface.training.stage1 import Stage1Objective
 from latentface.training.stage2 import Stage2Objective
 
@@ -104,7 +105,7 @@ class Trainer:
 
     Args:
         config: the run (see `TrainConfig`).
-        perceptual: Stage-1 perceptual loss to use instead of the configured VGG16 (tests).
+        perceptual: Stage-1 perceptual loss to use instead of the configured one (tests).
         command: the command line recorded in the model card.
     """
 
@@ -127,7 +128,7 @@ class Trainer:
         model = build_model(config)
         if config.stage == 1:
             if perceptual is None and config.loss.lam_perc != 0:
-                perceptual = PerceptualLoss(vgg16_relu3_3(config.loss.perceptual_weights))
+                perceptual = perceptual_loss(config.loss.perceptual_net, config.loss.perceptual_weights)
             if config.loss.lam_perc == 0:  # its confidence head gets no gradient (DDP requires every one to)
                 model.confidence_net.head_perceptual.requires_grad_(False)
             objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc,
@@ -138,6 +139,8 @@ class Trainer:
         self.cache_skipped = 0
         if config.stage == 2 and config.data.cache_latents:
             self.dataset, self.cache_skipped = self._cached_latents(model, self.dataset)
+        if config.stage == 1 and config.data.cache_images:
+            self.dataset, self.cache_skipped = self._cached_images(self.dataset, model.config.image_size)
         if len(self.dataset) < config.optim.batch_size * self.accelerator.num_processes:
             raise ValueError(f"the dataset has {len(self.dataset)} items, fewer than one batch of "
                              f"{config.optim.batch_size} per process x {self.accelerator.num_processes} processes")
@@ -162,28 +165,55 @@ class Trainer:
         """The model being trained (unwrapped from Accelerate's wrappers)."""
         return self.accelerator.unwrap_model(self.objective).model
 
+    def _data_settings(self) -> dict[str, Any]:
+        """The data settings that decide what a cache holds (not how it is read)."""
+        ignored = ("num_workers", "cache_latents", "cache_images")
+        return {k: v for k, v in dataclasses.asdict(self.config.data).items() if k not in ignored}
+
     def _cached_latents(self, model: LatentFace, clips: Dataset) -> tuple[ClipLatents, int]:
         """The clips' latents from ``latents.pt`` in the run folder, encoded first (main process) when that file is
         missing or was made from other Stage-1 weights or data settings."""
         acc, cfg = self.accelerator, self.config
-        settings = {"data": {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "num_workers"},
-                    "mirror": cfg.flip_prob > 0, "image_size": model.config.image_size}
-        key = cache_key(model, settings)
-        path = self.out / CACHE_FILE
-        cached = load_cache(path, key) if acc.is_main_process else None
-        if acc.is_main_process and cached is None:
-            print(f"encoding {len(clips)} clips with the frozen Stage 1 into {path}", file=sys.stderr, flush=True)
+        settings = {"data": self._data_settings(), "mirror": cfg.flip_prob > 0, "image_size": model.config.image_size}
+
+        def encode() -> tuple[ClipLatents, int]:
+            print(f"encoding {len(clips)} clips with the frozen Stage 1 into {self.out / LATENT_CACHE}",
+                  file=sys.stderr, flush=True)
             model.to(acc.device)
             with acc.autocast():
-                cached = encode_clips(model, clips, mirror=cfg.flip_prob > 0, batch_size=cfg.optim.batch_size,
-                                      num_workers=cfg.data.num_workers, device=acc.device, progress=True)
+                return encode_clips(model, clips, mirror=cfg.flip_prob > 0, batch_size=cfg.optim.batch_size,
+                                    num_workers=cfg.data.num_workers, device=acc.device, progress=True)
+
+        return self._main_process_cache(self.out / LATENT_CACHE, latent_cache_key(model, settings), load_latents,
+                                        encode, save_latents)
+
+    def _cached_images(self, images: Dataset, image_size: int) -> tuple[CachedImages, int]:
+        """The training images from ``images.pt`` in the run folder, read first (main process) when that file is
+        missing or was made with other data settings."""
+        cfg = self.config
+
+        def read() -> tuple[CachedImages, int]:
+            print(f"reading {len(images)} images into {self.out / IMAGE_CACHE}", file=sys.stderr, flush=True)
+            return read_images(images, batch_size=cfg.optim.batch_size, num_workers=cfg.data.num_workers,
+                               progress=True)
+
+        key = image_cache_key({"data": self._data_settings(), "image_size": image_size})
+        return self._main_process_cache(self.out / IMAGE_CACHE, key, load_images, read, save_images)
+
+    def _main_process_cache(self, path: Path, key: str, load: Any, build: Any, save: Any) -> Any:
+        """What ``load(path, key)`` finds, else what the main process builds and saves there; every process then
+        holds the same cache (the others read it after the main process is done)."""
+        acc = self.accelerator
+        cached = load(path, key) if acc.is_main_process else None
+        if acc.is_main_process and cached is None:
+            cached = build()
             self.out.mkdir(parents=True, exist_ok=True)
-            save_cache(path, key, *cached)
+            save(path, key, *cached)
         acc.wait_for_everyone()
         if cached is None:  # the other processes read what the main process found or wrote
-            cached = load_cache(path, key)
+            cached = load(path, key)
         if cached is None:
-            raise RuntimeError(f"the latent cache {path} was not written")
+            raise RuntimeError(f"the cache {path} was not written")
         return cached
 
     # ---------------------------------------------------------------- checkpoints
