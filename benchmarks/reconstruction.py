@@ -13,6 +13,12 @@ eroded by one pixel (a baseline covers every pixel):
 * ``mean_depth``: the average ground-truth depth map of the evaluated set (every pixel, background included),
   predicted for every image.
 
+The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``) and the
+share of images where the model's MAD is below the baseline's on the same image (``mad_better``). Where the
+ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
+and roll (degrees), ambient and diffuse strengths and light direction (x, y of ``normalise([x, y, 1])``) are fitted
+against the true ones (`latentface.eval.pose_light_fits`: slope and correlation; slope 1 = the true scale).
+
 Data: SynthFaces rendered on the fly (default: the test split, ``--identities`` x ``--samples-per-identity``
 images, world seed ``--seed``, at the model's image size), or a folder given by ``--data-root``:
 
@@ -20,6 +26,8 @@ images, world seed ``--seed``, at the model's image size), or a folder given by 
     DIR/<split>/**/<name>.npz                its ground truth, beside it:
         depth      (H, W) float  depth of the input view (distance along the camera axis; positive in the face)
         face_mask  (H, W) bool   the GT foreground the metrics average over
+        pose       (5,) float    optional: yaw, pitch, roll (degrees), shift x, y (with ``light``: pose and light fits)
+        light      (4,) float    optional: ambient, diffuse, light direction x, y
 
 with H = W = the model's image size. A SynthFaces export (``latentface synth``) has this layout, and so must a
 user's own data; other keys in the ``.npz`` are ignored. Frames are read in sorted path order.
@@ -57,16 +65,18 @@ from timing import HelpFormatter, finite, load_model, publish
 from torch import Tensor
 from tqdm import tqdm
 
-from latentface import LatentFace
+from latentface import FaceCodes, LatentFace
 from latentface.data.synthfaces import SPLITS, SynthConfig, SynthFacesImages
 from latentface.errors import WeightsError
 from latentface.eval import (
     DepthMetrics,
+    LinearFit,
     constant_depth_baseline,
     depth_metrics,
     evaluation_mask,
     mean_depth_baseline,
     mean_gt_depth,
+    pose_light_fits,
     summarize,
 )
 
@@ -113,11 +123,14 @@ def score_depth(
 
 @dataclass
 class Batch:
-    """Images to encode (a (B, 3, S, S) tensor in [0, 1] or a list of file paths) with their ground truth."""
+    """Images to encode (a (B, 3, S, S) tensor in [0, 1] or a list of file paths) with their ground truth: depth,
+    face mask, and when known the pose (B, 5: yaw, pitch, roll in degrees, shifts) and light (B, 4)."""
 
     images: Tensor | list[Path]
     depth: Tensor
     face_mask: Tensor
+    pose: Tensor | None = None
+    light: Tensor | None = None
 
 
 def folder_frames(root: Path, split: str) -> list[tuple[Path, Path]]:
@@ -136,8 +149,19 @@ def folder_frames(root: Path, split: str) -> list[tuple[Path, Path]]:
     return [(p, p.with_suffix(".npz")) for p in images]
 
 
-def read_ground_truth(path: Path, size: int) -> tuple[Tensor, Tensor]:
-    """``depth`` (S, S) float32 and ``face_mask`` (S, S) bool of one ``.npz``, checked."""
+@dataclass
+class GroundTruth:
+    """One frame's ground truth read from its ``.npz``: depth (S, S), face mask (S, S), optional pose (5,) and
+    light (4,) (both or neither)."""
+
+    depth: Tensor
+    face_mask: Tensor
+    pose: Tensor | None
+    light: Tensor | None
+
+
+def read_ground_truth(path: Path, size: int) -> GroundTruth:
+    """The ground truth of one ``.npz``, checked."""
     try:
         with np.load(path) as data:
             missing = [k for k in ("depth", "face_mask") if k not in data.files]
@@ -146,6 +170,8 @@ def read_ground_truth(path: Path, size: int) -> tuple[Tensor, Tensor]:
                                 f"(H, W) float and 'face_mask' (H, W) bool")
             depth = torch.from_numpy(np.asarray(data["depth"], dtype=np.float32))
             face_mask = torch.from_numpy(np.asarray(data["face_mask"]).astype(bool))
+            factors = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)).reshape(-1)
+                       for k in ("pose", "light") if k in data.files}
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read ground truth {str(path)!r}: {err}") from err
     for key, value in (("depth", depth), ("face_mask", face_mask)):
@@ -154,7 +180,13 @@ def read_ground_truth(path: Path, size: int) -> tuple[Tensor, Tensor]:
                             f"(the model's image size)")
     if not torch.isfinite(depth[face_mask]).all() or (depth[face_mask] <= 0).any():
         raise DataError(f"{str(path)!r}: depth must be finite and positive inside face_mask")
-    return depth, face_mask
+    sizes = {"pose": 5, "light": 4}
+    for key, value in factors.items():
+        if len(value) != sizes[key] or not value.isfinite().all():
+            raise DataError(f"{str(path)!r}: {key} must hold {sizes[key]} finite values, got {value.tolist()}")
+    if len(factors) != 2:
+        factors = {}  # the fits need both
+    return GroundTruth(depth, face_mask, factors.get("pose"), factors.get("light"))
 
 
 def folder_batches(frames: Sequence[tuple[Path, Path]], size: int, batch_size: int) -> Iterator[Batch]:
@@ -162,23 +194,28 @@ def folder_batches(frames: Sequence[tuple[Path, Path]], size: int, batch_size: i
     for start in range(0, len(frames), batch_size):
         chunk = frames[start:start + batch_size]
         truth = [read_ground_truth(npz, size) for _, npz in chunk]
-        yield Batch(images=[image for image, _ in chunk], depth=torch.stack([d for d, _ in truth]),
-                    face_mask=torch.stack([m for _, m in truth]))
+        known = all(t.pose is not None for t in truth)
+        yield Batch(images=[image for image, _ in chunk], depth=torch.stack([t.depth for t in truth]),
+                    face_mask=torch.stack([t.face_mask for t in truth]),
+                    pose=torch.stack([t.pose for t in truth]) if known else None,
+                    light=torch.stack([t.light for t in truth]) if known else None)
 
 
 def synth_batches(dataset: SynthFacesImages, batch_size: int) -> Iterator[Batch]:
     """Batches of SynthFaces rendered on the fly."""
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(range(start, min(start + batch_size, len(dataset))))
-        yield Batch(images=batch.image, depth=batch.depth, face_mask=batch.face_mask)
+        yield Batch(images=batch.image, depth=batch.depth, face_mask=batch.face_mask,
+                    pose=batch.factors.pose.stacked(), light=batch.factors.light.stacked())
 
 
 @torch.no_grad()
-def predict(model: LatentFace, images: Tensor | list[Path]) -> tuple[Tensor, Tensor]:
-    """Input-view depth (B, S, S) and valid mask (B, S, S) of the model, on the CPU."""
-    view = model.render(model.encode(images), view="input")
+def predict(model: LatentFace, images: Tensor | list[Path]) -> tuple[Tensor, Tensor, FaceCodes]:
+    """Input-view depth (B, S, S), valid mask (B, S, S) and codes of the model, on the CPU."""
+    codes = model.encode(images)
+    view = model.render(codes, view="input")
     assert view.depth is not None and view.mask is not None
-    return view.depth.float().cpu(), view.mask.cpu()
+    return view.depth.float().cpu(), view.mask.cpu(), codes.cpu()
 
 
 def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: float, renormalize: bool,
@@ -188,10 +225,11 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
     gt_kept: list[tuple[Tensor, Tensor]] = []
     model_seconds = 0.0
     coverage: list[Tensor] = []
+    factors: dict[str, list[Tensor]] = {"view": [], "light": [], "true_pose": [], "true_light": []}
     with tqdm(total=total, unit="img", desc="reconstruction", disable=not progress, file=sys.stderr) as bar:
         for batch in batches:
             t0 = time.perf_counter()
-            pred, pred_mask = predict(model, batch.images)
+            pred, pred_mask, codes = predict(model, batch.images)
             model_seconds += time.perf_counter() - t0
             if pred.shape != batch.depth.shape:
                 raise DataError(f"the model predicts {tuple(pred.shape[1:])} depth maps, the ground truth is "
@@ -205,6 +243,10 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
             gt_only = evaluation_mask(batch.depth, batch.face_mask.bool()).flatten(1).sum(1)
             coverage.append(per_method["model"][-1].pixels.double() / gt_only.clamp(min=1).double())
             gt_kept.append((batch.depth, batch.face_mask))
+            if batch.pose is not None and batch.light is not None:
+                for key, value in (("view", codes.view), ("light", codes.light), ("true_pose", batch.pose),
+                                   ("true_light", batch.light)):
+                    factors[key].append(value.float())
             bar.update(len(batch.depth))
     if not gt_kept:
         raise DataError("no images to evaluate")
@@ -218,9 +260,34 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
         pixels = torch.cat([b.pixels for b in batches_metrics]).double()
         results[method]["pixels_per_image"] = float(pixels.mean())
     results["model"]["mask_coverage"] = float(torch.cat(coverage).mean())
+    results["model"] |= _against_mean_depth(per_method["model"], per_method["mean_depth"])
     images = sum(len(d) for d, _ in gt_kept)
+    counted = sum(len(v) for v in factors["view"])
+    if counted == images and images >= 2:
+        fits = pose_light_fits(torch.cat(factors["view"]), torch.cat(factors["light"]),
+                               torch.cat(factors["true_pose"])[:, :3], torch.cat(factors["true_light"]), model.config)
+        results["pose_light"] = {name: _fit(fit) for name, fit in fits.items()}
+    else:
+        results["pose_light"] = None
     return {"results": results, "num_images": images, "model_seconds": model_seconds,
             "model_images_per_s": images / model_seconds if model_seconds > 0 else None}
+
+
+def _against_mean_depth(model: list[DepthMetrics], baseline: list[DepthMetrics]) -> dict[str, Any]:
+    """The model's mean SIDE and MAD over the mean-depth baseline's, and the share of images (scored by both)
+    where the model's MAD is the lower."""
+    out: dict[str, Any] = {}
+    for name in METRICS:
+        ours, theirs = summarize([getattr(b, name) for b in model]), summarize([getattr(b, name) for b in baseline])
+        out[f"{name}_ratio"] = finite(ours.mean / theirs.mean) if theirs.mean else None
+    ours, theirs = torch.cat([b.mad for b in model]), torch.cat([b.mad for b in baseline])
+    both = ours.isfinite() & theirs.isfinite()
+    out["mad_better"] = float((ours[both] < theirs[both]).double().mean()) if both.any() else None
+    return out
+
+
+def _fit(fit: LinearFit) -> dict[str, Any]:
+    return {"slope": finite(fit.slope), "intercept": finite(fit.intercept), "r": finite(fit.r), "count": fit.count}
 
 
 def _summary(s: Any) -> dict[str, Any]:
@@ -264,9 +331,21 @@ def markdown(report: dict[str, Any]) -> str:
         images = f"{count}" + (f" (+{excluded} empty)" if excluded else "")
         lines.append(f"| {label} | {_pm(row['side'], 100)} | {_pm(row['mad'])} | {images} | "
                      f"{row['pixels_per_image']:.0f} |")
+    model = r["model"]
+    if model["side_ratio"] is not None and model["mad_ratio"] is not None and model["mad_better"] is not None:
+        lines += ["", f"Model over the mean-depth baseline: SIDE {model['side_ratio']:.2f}x, MAD "
+                  f"{model['mad_ratio']:.2f}x; lower MAD than the baseline on {100 * model['mad_better']:.1f}% of "
+                  "the images."]
+    if r["pose_light"] is not None:
+        lines += ["", "Predicted against true pose and light (least-squares slope, correlation r):", "",
+                  "| factor | slope | r |", "|---|---:|---:|"]
+        for name, fit in r["pose_light"].items():
+            slope, corr = fit["slope"], fit["r"]
+            lines.append(f"| {name} | {'n/a' if slope is None else f'{slope:.3f}'} | "
+                         f"{'n/a' if corr is None else f'{corr:.3f}'} |")
     t = report["timing"]
     speed = f", model {t['model_images_per_s']:.0f} images/s" if t["model_images_per_s"] else ""
-    lines += ["", f"Model's valid mask keeps {100 * r['model']['mask_coverage']:.1f}% of the GT evaluation pixels. "
+    lines += ["", f"Model's valid mask keeps {100 * model['mask_coverage']:.1f}% of the GT evaluation pixels. "
               f"Wall time {report['total_seconds']:.1f} s{speed}."]
     return "\n".join(lines)
 

@@ -10,7 +10,14 @@ from conftest import seeded_model, tiny_config
 from torch import nn
 
 from latentface.errors import WeightsError
-from latentface.training.losses import PerceptualLoss, photometric_loss, vgg16_relu3_3
+from latentface.training.losses import (
+    ONET_LAYERS,
+    PerceptualLoss,
+    onet_prelu3,
+    perceptual_loss,
+    photometric_loss,
+    vgg16_relu3_3,
+)
 from latentface.training.stage1 import Stage1Objective
 
 
@@ -34,6 +41,43 @@ def test_perceptual_loss_is_zero_for_equal_images_and_positive_otherwise() -> No
     assert loss(x, x, mask).item() == 0
     assert loss(x, x.flip(-1), mask).item() > 0
     assert loss(x, x, mask, torch.ones(2, 1, 8, 8)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_perceptual_loss_by_hand() -> None:
+    # An identity "network": the loss is the confidence-weighted squared pixel error over the pooled mask.
+    loss = PerceptualLoss(nn.Identity(), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    recon, target = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    target[..., :2, :] = 0.5
+    mask = torch.ones(1, 1, 4, 4)
+    mask[..., 2:, 2:] = 0  # a quarter of the pixels masked
+    expected = (0.25 * 8 * 3) / (12 * 3)  # 8 unmasked pixels of error 0.25 per channel, 12 unmasked pixels
+    assert loss(recon, target, mask).item() == pytest.approx(expected)
+    sigma = torch.full((1, 1, 2, 2), 2.0)  # another resolution than the features: resized to 4 x 4
+    expected_sigma = expected / (2 * 4.0) + math.log(2.0)
+    assert loss(recon, target, mask, sigma).item() == pytest.approx(expected_sigma, rel=1e-5)
+
+
+def test_onet_perceptual_features() -> None:
+    pytest.importorskip("facenet_pytorch")
+    from facenet_pytorch.models.mtcnn import ONet
+
+    features = onet_prelu3()
+    assert not any(p.requires_grad for p in features.parameters()) and not features.training
+    x = torch.rand(2, 3, 64, 64)
+    reference = ONet(pretrained=True)
+    expected = x
+    for name in ONET_LAYERS:
+        expected = getattr(reference, name)(expected)
+    torch.testing.assert_close(features(x), expected)  # the shipped O-Net weights, up to prelu3
+    assert features(x).shape == (2, 64, 12, 12)
+    loss = perceptual_loss("onet")
+    torch.testing.assert_close(loss.mean * 255, torch.full((1, 3, 1, 1), 127.5))  # MTCNN's (255 x - 127.5) / 128
+    torch.testing.assert_close(loss.std * 255, torch.full((1, 3, 1, 1), 128.0))
+    mask = torch.ones(2, 1, 64, 64)
+    assert loss(x, x, mask, torch.ones(2, 1, 16, 16)).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(x, x.flip(-1), mask).item() > 0
+    with pytest.raises(ValueError, match="perceptual net"):
+        perceptual_loss("alexnet")
 
 
 def test_vgg_weights_from_a_file(tmp_path) -> None:

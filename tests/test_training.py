@@ -76,6 +76,8 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["data.kind=mnist"], "data.kind"),
     (["mixed_precision=fp8"], "mixed_precision"),
     (["loss.rdm_snr_gamma=0"], "rdm_snr_gamma"),
+    (["loss.perceptual_net=alexnet"], "perceptual_net"),
+    (["stage=2", "init=x", "data.cache_images=true"], "stage 1 only"),
     (["lr"], "section.key=value"),
 ])
 def test_config_errors(overrides: list[str], match: str) -> None:
@@ -248,6 +250,39 @@ def test_stage2_on_cached_latents_equals_encoding_every_step(tmp_path: Path, mon
     assert calls == []  # same weights and data: the cache is reused
     Trainer(_stage2_config(tmp_path, stage1, "cached", "data.cache_latents=true", "data.seed=1")).train()
     assert calls == [1]  # another SynthFaces world: encoded again
+
+
+def test_stage1_on_cached_images_trains_on_the_8_bit_images(tmp_path: Path, monkeypatch) -> None:
+    import latentface.training.trainer as trainer_module
+    from latentface.data.synthfaces import SynthConfig, SynthFacesImages
+
+    cached = Trainer(_config(tmp_path, "cached", "optim.max_steps=3", "data.cache_images=true"))
+    rendered = SynthFacesImages(8, 2, split="train", seed=0, config=SynthConfig(size=64)).batch(range(16)).image
+    images = torch.stack([cached.dataset[i]["image"] for i in range(16)])
+    assert torch.equal(images, (rendered * 255).round() / 255)  # the same images, in order, rounded to 8 bits
+    cached.train()
+    assert (tmp_path / "cached" / "images.pt").is_file()
+    Trainer(_config(tmp_path, "plain", "optim.max_steps=3")).train()
+    plain_rows, cached_rows = _rows(tmp_path / "plain"), _rows(tmp_path / "cached")
+    for a, b in zip(plain_rows, cached_rows, strict=True):  # the same batches and flips; 8-bit inputs
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=2e-2)
+
+    calls = []
+    original = trainer_module.read_images
+    monkeypatch.setattr(trainer_module, "read_images", lambda *a, **k: calls.append(1) or original(*a, **k))
+    Trainer(_config(tmp_path, "cached", "optim.max_steps=4", "data.cache_images=true")).train(resume=True)
+    assert calls == []  # same data settings: the cache is reused
+    Trainer(_config(tmp_path, "cached", "optim.max_steps=4", "data.cache_images=true", "data.seed=1"))
+    assert calls == [1]  # another SynthFaces world: read again
+
+
+def test_onet_perceptual_loss_trains(tmp_path: Path) -> None:
+    pytest.importorskip("facenet_pytorch")
+    trainer = Trainer(_config(tmp_path, "onet", "optim.max_steps=2", "loss.lam_perc=1", "loss.perceptual_net=onet"))
+    assert trainer.model.confidence_net.head_perceptual[0].weight.requires_grad
+    trainer.train()
+    rows = _rows(tmp_path / "onet")
+    assert all(float(r["perceptual"]) != 0 for r in rows)
 
 
 def test_cached_latents_are_refused_for_stage1(tmp_path: Path) -> None:

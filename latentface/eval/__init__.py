@@ -1,5 +1,5 @@
-"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, identity retrieval, linear probes, the
-released FER probe and verification protocols (with clean variants), ROC/AUC and their plots."""
+"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, pose and light fits, identity retrieval,
+linear probes, the released FER probe and verification protocols (with clean variants), ROC/AUC and their plots."""
 
 from latentface.eval.depth_metrics import (
     DepthMetrics,
@@ -17,6 +17,7 @@ from latentface.eval.depth_metrics import (
     summarize,
     summarize_depth_metrics,
 )
+from latentface.eval.factor_fit import LinearFit, linear_fit, pose_light_fits
 from latentface.eval.fer_probe import (
     ClassificationReport,
     FERProbeResult,
@@ -39,6 +40,7 @@ __all__ = [
     "ClassificationReport",
     "DepthMetrics",
     "FERProbeResult",
+    "LinearFit",
     "ProbeResult",
     "RetrievalResult",
     "Summary",
@@ -53,11 +55,13 @@ __all__ = [
     "evaluation_mask",
     "foreground_mask",
     "identity_retrieval",
+    "linear_fit",
     "linear_probe",
     "mad",
     "mean_depth_baseline",
     "mean_gt_depth",
     "pair_classifier_protocol",
+    "pose_light_fits",
     "released_folds",
     "roc_curve",
     "save_confusion_matrix",

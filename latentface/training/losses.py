@@ -151,10 +151,12 @@ class PerceptualLoss(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, recon: Tensor, target: Tensor, mask: Tensor, sigma: Tensor | None = None) -> Tensor:
-        """Scalar loss of (B, 3, H, W) images in [0, 1] units, (B, 1, H, W) mask, (B, 1, h, w) sigma."""
-        feats = self.features((torch.cat([recon, target]) - self.mean) / self.std)
-        f_recon, f_target = feats.chunk(2)
+    def embed(self, images: Tensor) -> Tensor:
+        """Features (B, C, h, w) of (B, 3, H, W) images in [0, 1] units."""
+        return self.features((images - self.mean) / self.std)
+
+    def compare(self, f_recon: Tensor, f_target: Tensor, mask: Tensor, sigma: Tensor | None = None) -> Tensor:
+        """Scalar loss of features from `embed`, with the (B, 1, H, W) mask and an optional (B, 1, h, w) sigma."""
         loss = (f_recon - f_target).pow(2)
         size = loss.shape[-2:]
         if sigma is not None:
@@ -163,3 +165,8 @@ class PerceptualLoss(nn.Module):
             loss = loss / (2 * sigma.pow(2) + EPS) + (sigma + EPS).log()
         pooled = F.adaptive_avg_pool2d(mask, size).expand_as(loss)
         return (loss * pooled).sum() / pooled.sum()
+
+    def forward(self, recon: Tensor, target: Tensor, mask: Tensor, sigma: Tensor | None = None) -> Tensor:
+        """Scalar loss of (B, 3, H, W) images in [0, 1] units, (B, 1, H, W) mask, (B, 1, h, w) sigma."""
+        f_recon, f_target = self.embed(torch.cat([recon, target])).chunk(2)
+        return self.compare(f_recon, f_target, mask, sigma)

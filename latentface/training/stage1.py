@@ -59,9 +59,10 @@ def reconstruction_losses(model: LatentFace, images: Tensor, codes: FaceCodes,
     l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
     if perceptual is None:
         perc = perc_flip = torch.zeros((), device=images.device)
-    else:
-        perc = perceptual(recon[:b], images, mask[:b], sigma_perceptual[:, :1])
-        perc_flip = perceptual(recon[b:], images, mask[b:], sigma_perceptual[:, 1:])
+    else:  # the target's features once for both branches (the images carry no gradient)
+        f_recon, f_target = perceptual.embed(recon), perceptual.embed(images).detach()
+        perc = perceptual.compare(f_recon[:b], f_target, mask[:b], sigma_perceptual[:, :1])
+        perc_flip = perceptual.compare(f_recon[b:], f_target, mask[b:], sigma_perceptual[:, 1:])
     return ReconstructionLosses(l1=l1, l1_flip=l1_flip, perceptual=perc, perceptual_flip=perc_flip,
                                 rendering=rendering)
 
