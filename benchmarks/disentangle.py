@@ -24,6 +24,11 @@ For each feature set:
   of the identities and tested on the second half (identity-disjoint): accuracy and macro-F1, beside the chance
   levels (majority class of the training half, and 1 / classes).
 
+With an RDM, the report also sums up the split (``split``): for texture, shape and both, the expression probe
+accuracy of the identity and the expression latents minus that of the raw latents (the identity latents should carry
+less expression, the expression latents as much as the raw ones), and the identity retrieval mAP of the identity
+latents minus the raw latents' (run with ``--hold light,shift`` for retrieval across expressions with the light held).
+
 Then the clip invariance diagnostic, after the released code's "Predict vs Origin distance": on ``--clips`` M
 SynthFaces test clips of ``--frames`` F frames (one identity and light each, smoothly changing expression and
 pose), for raw and identity latents (texture and shape): the mean cosine similarity of each frame's latent to the
@@ -77,6 +82,7 @@ from latentface.data.synthfaces import (
 )
 from latentface.errors import WeightsError
 from latentface.eval import identity_retrieval, linear_probe
+from latentface.extract import weights_digest
 
 DEFAULT_WEIGHTS = "synthfaces-tiny"
 FEATURE_SETS = (
@@ -248,6 +254,31 @@ def score_features(feats: dict[str, Tensor], identity: Tensor, expression: Tenso
     return out
 
 
+def split_summary(features: dict[str, Any]) -> dict[str, Any]:
+    """Per latent (texture, shape, both): expression probe accuracy of the identity and expression latents minus the
+    raw latents', and identity retrieval mAP of the identity latents minus the raw latents'."""
+
+    def accuracy(name: str) -> float | None:
+        probe = features[name]["probe"]
+        return None if probe is None else probe["accuracy"]
+
+    def mean_ap(name: str) -> float | None:
+        retrieval = features[name]["retrieval"]
+        return None if retrieval is None else retrieval["mean_ap"]
+
+    def minus(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a - b
+
+    out = {}
+    for part in ("texture", "shape", "both"):
+        raw = f"raw_{part}"
+        out[part] = {"raw_probe": accuracy(raw),
+                     "identity_probe_minus_raw": minus(accuracy(f"identity_{part}"), accuracy(raw)),
+                     "expression_probe_minus_raw": minus(accuracy(f"expression_{part}"), accuracy(raw)),
+                     "identity_map_minus_raw": minus(mean_ap(f"identity_{part}"), mean_ap(raw))}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- clips
 
 
@@ -342,6 +373,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _points(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """Settings and the two results tables, as markdown."""
     m, s, r = report["machine"], report["settings"], report["results"]
@@ -378,6 +413,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"| *chance* | | {_pct(chance['top1'])} | {_pct(chance['mean_ap'])} | "
                  f"{_pct(probe_chance_['majority_accuracy'])} (majority), {_pct(probe_chance_['uniform'])} (uniform) |"
                  " |")
+    if r.get("split"):
+        lines += ["", "The split (differences to the raw latents, in points): expression probe of the identity latents "
+                  "(should be lower) and of the expression latents (should be about equal), identity retrieval mAP "
+                  "of the identity latents (should not be lower).", "",
+                  "| latent | raw probe | identity probe - raw | expression probe - raw | identity mAP - raw |",
+                  "|---|---:|---:|---:|---:|"]
+        for part, row in r["split"].items():
+            lines.append(f"| {part} | {_pct(row['raw_probe'])} | {_points(row['identity_probe_minus_raw'])} | "
+                         f"{_points(row['expression_probe_minus_raw'])} | {_points(row['identity_map_minus_raw'])} |")
     clips = r["clips"]
     if clips is None:
         lines += ["", "Clip invariance: skipped (" + r["clips_skipped"] + ")."]
@@ -513,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["clips"] = None
         results["clips_skipped"] = "--clips 0" if not args.clips else "the export's clips have fewer than 2 frames"
     score_seconds = time.perf_counter() - t0
+    results["split"] = split_summary(results["features"]) if model.config.has_rdm else None
     results["skipped"] = [name for name, _, rdm in FEATURE_SETS if rdm and not model.config.has_rdm]
     results["notes"] = notes
     report: dict[str, Any] = {
@@ -527,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sampler": model.config.sampler, "sampling_steps": model.config.sampling_steps,
             "expressions": list(EXPRESSIONS),
         },
-        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm},
+        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm,
+                  "weights_sha256": weights_digest(model)},
         "num_images": len(identity),
         "results": _clean(results),
         "timing": {"encode_seconds": encode_seconds, "score_seconds": score_seconds},

@@ -79,6 +79,7 @@ from latentface.eval import (
     pose_light_fits,
     summarize,
 )
+from latentface.extract import weights_digest
 
 DEFAULT_WEIGHTS = "synthfaces-tiny"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -424,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gt_mask": "face_mask", "pred_mask": "render(view='input').mask (model only)",
             "constant_depth": constant, "metrics": {"side": "log depth (Unsup3D SIE)", "mad": "degrees"},
         },
-        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm},
+        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm,
+                  "weights_sha256": weights_digest(model)},
         "num_images": out["num_images"],
         "results": out["results"],
         "timing": {"model_seconds": out["model_seconds"], "model_images_per_s": out["model_images_per_s"]},
