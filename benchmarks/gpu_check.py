@@ -36,6 +36,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -80,7 +81,7 @@ class Profile:
     renderer_target: tuple[int, int]
     """(size, meshes) where the renderer's forward+backward time is checked."""
     caps: dict[str, float] = field(default_factory=dict)
-    """Most seconds per step."""
+    """Most seconds per step (none where missing: the budget alone limits it)."""
     min_start: dict[str, float] = field(default_factory=dict)
     """A step is skipped when less than this is left of the budget."""
 
@@ -101,7 +102,6 @@ DRY_RUN = Profile(
     renderer_target=(32, 2),
     train_overrides=("optim.max_steps=2", "optim.batch_size=2", "log_every=1", "data.identities=2",
                      "data.samples_per_identity=1", "data.num_workers=0"),
-    caps={name: 120 for name in ("cuda_tests", "equality", "speed", "render", "stage2", "speed_compile", "train")},
     min_start={name: 5 for name in ("cuda_tests", "equality", "speed", "render", "stage2", "speed_compile", "train")},
 )
 
@@ -201,12 +201,18 @@ def _collect_train(out: Path) -> dict[str, Any]:
             "weights": str((dest / "final").relative_to(out))}
 
 
+def cuda_test_files() -> list[str]:
+    """The test files (relative to the repository) with a test decorated ``@pytest.mark.cuda``."""
+    decorator = re.compile(r"^\s*@pytest\.mark\.cuda\b", re.M)
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
+                  if decorator.search(p.read_text(encoding="utf-8")))
+
+
 def plan(profile: Profile, out: Path) -> list[Step]:
     """The steps of a run, in order."""
     py = [str(BENCHMARKS / "speed.py"), "--device", profile.device, "--min-time", str(profile.min_time),
           "--batch-sizes", *map(str, profile.speed_batches), "--dtype", "float32", "bfloat16"]
-    test_files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
-                        if "pytest.mark.cuda" in p.read_text(encoding="utf-8"))
+    test_files = cuda_test_files()
     train = ["--config", str(BENCHMARKS / "configs" / "synthfaces_tiny_stage1.toml"), "--output-dir",
              str(out / "train-run"), "image_every=0", "checkpoint_every=0", *profile.train_overrides]
     return [
@@ -316,7 +322,7 @@ def run_step(step: Step, profile: Profile, out: Path, deadline: float, env: dict
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    timeout = min(left, profile.caps[step.name])
+    timeout = min(left, profile.caps.get(step.name, left))
     log = out / record["log"]
     code, seconds = run_command(step.command, log, timeout, env)
     record["seconds"] = seconds
