@@ -24,7 +24,9 @@ keep what they measured so far). Written to ``--out`` (default ``gpu-check-<host
 report, ``cuda-tests.xml``, ``logs/<step>.log`` and ``train/``. The summary is rewritten after every step.
 
 ``--dry-run`` runs the same steps on the CPU at tiny sizes (one thread, tiny batches and timings, two training
-steps, ``aot_eager`` instead of ``inductor``) in about a minute: it keeps the script working where no GPU is.
+steps, compiled with the ``eager`` backend in float32 only instead of ``inductor``) in about a minute: it keeps
+the script working where no GPU is.
+
 Exit status: 0 when no step failed, 1 otherwise, 2 when the device is missing.
 """
 
@@ -71,6 +73,7 @@ class Profile:
     speed_batches: tuple[int, ...]
     min_time: float
     compile_backend: str
+    compile_dtypes: tuple[str, ...]
     render_sizes: tuple[int, ...]
     render_batches: tuple[int, ...]
     step_batches: tuple[int, ...]
@@ -88,6 +91,7 @@ class Profile:
 
 GPU = Profile(
     device="cuda", speed_batches=(64, 256, 1024, 4096), min_time=0.5, compile_backend="inductor",
+    compile_dtypes=("float32", "bfloat16"),
     render_sizes=(64, 128), render_batches=(64, 128), step_batches=(64, 256), stage2_batches=(1, 4, 64, 256),
     clip_length=16, equality_batch=16, renderer_target=(64, 128),
     train_overrides=("optim.max_steps=300", "log_every=50", f"data.num_workers={min(8, (os.cpu_count() or 2) - 1)}"),
@@ -97,7 +101,8 @@ GPU = Profile(
                "train": 60},
 )
 DRY_RUN = Profile(
-    device="cpu", speed_batches=(2,), min_time=0.01, compile_backend="aot_eager", render_sizes=(32,),
+    device="cpu", speed_batches=(2,), min_time=0.01, compile_backend="eager",
+    compile_dtypes=("float32",), render_sizes=(32,),
     render_batches=(2,), step_batches=(2,), stage2_batches=(1,), clip_length=4, equality_batch=2,
     renderer_target=(32, 2),
     train_overrides=("optim.max_steps=2", "optim.batch_size=2", "log_every=1", "data.identities=2",
@@ -211,7 +216,7 @@ def cuda_test_files() -> list[str]:
 def plan(profile: Profile, out: Path) -> list[Step]:
     """The steps of a run, in order."""
     py = [str(BENCHMARKS / "speed.py"), "--device", profile.device, "--min-time", str(profile.min_time),
-          "--batch-sizes", *map(str, profile.speed_batches), "--dtype", "float32", "bfloat16"]
+          "--batch-sizes", *map(str, profile.speed_batches)]
     test_files = cuda_test_files()
     train = ["--config", str(BENCHMARKS / "configs" / "synthfaces_tiny_stage1.toml"), "--output-dir",
              str(out / "train-run"), "image_every=0", "checkpoint_every=0", *profile.train_overrides]
@@ -224,7 +229,7 @@ def plan(profile: Profile, out: Path) -> list[Step]:
               str(profile.equality_batch), "--output", str(out / "equality.json")],
              ["equality.json"], lambda o: _equality_key(o / "equality.json")),
         Step("speed", "speed.py: float32 and bfloat16, eager, beside the released code",
-             [*py, "--compile", "none", "--output", str(out / "speed.json")],
+             [*py, "--dtype", "float32", "bfloat16", "--compile", "none", "--output", str(out / "speed.json")],
              ["speed.json"], lambda o: _speed_key(o / "speed.json")),
         Step("render", "render_speed.py: renderer fwd / fwd+bwd; Stage-1 step with and without perceptual term",
              [str(BENCHMARKS / "render_speed.py"), "--device", profile.device, "--min-time", str(profile.min_time),
@@ -238,8 +243,9 @@ def plan(profile: Profile, out: Path) -> list[Step]:
               "--batch-sizes", *map(str, profile.stage2_batches), "--clip-length", str(profile.clip_length),
               "--output", str(out / "stage2.json")],
              ["stage2.json"], lambda o: _stage2_key(o / "stage2.json")),
-        Step("speed_compile", f"speed.py --compile {profile.compile_backend}: float32 and bfloat16",
-             [*py, "--compile", profile.compile_backend, "--output", str(out / "speed-compile.json")],
+        Step("speed_compile", f"speed.py --compile {profile.compile_backend}: {' and '.join(profile.compile_dtypes)}",
+             [*py, "--dtype", *profile.compile_dtypes, "--compile", profile.compile_backend,
+              "--output", str(out / "speed-compile.json")],
              ["speed-compile.json"], lambda o: _speed_key(o / "speed-compile.json")),
         Step("train", "a short SynthFaces Stage-1 run (synthfaces_tiny_stage1.toml); weights copied to train/",
              [str(BENCHMARKS / "train.py"), *train], ["train-run", "train"], _collect_train),
@@ -368,16 +374,17 @@ def targets(summary: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
     stage1 = [(k, v["images_per_s"]) for k, v in render.get("stage1", {}).items() if "perceptual=random" in k]
     step = max(stage1, key=lambda kv: kv[1]) if stage1 else None
 
-    def target(name: str, goal: str, value: float | None, where: str, met: Callable[[float], bool]) -> dict[str, Any]:
-        return {"name": name, "target": goal, "value": value, "where": where,
-                "met": None if value is None else bool(met(value))}
+    def target(name: str, goal: str, value: float | None, where: str, met: Callable[[float], bool],
+               shown: Callable[[float], str] = _fmt) -> dict[str, Any]:
+        return {"name": name, "target": goal, "value": value, "shown": "-" if value is None else shown(value),
+                "where": where, "met": None if value is None else bool(met(value))}
 
     where = f"batch {best[1]['batch']}, {best[0]}" if best else "not measured"
     return [
         target("encode+disentangle images/s at the best batch", ">= 100,000",
                best[1]["encode_disentangle"] if best else None, where, lambda v: v >= 100_000),
         target("RDM time added to encode at that batch", "<= 30%", best[1]["rdm_share"] if best else None, where,
-               lambda v: v <= 0.30),
+               lambda v: v <= 0.30, lambda v: f"{100 * v:.0f}%"),
         target(f"renderer forward+backward (warp), {meshes} meshes at {size} px, ms", "<= 10",
                warp, f"native, {size} px x{meshes}", lambda v: v <= 10),
         target("Stage-1 step images/s at the released widths (with perceptual term)", ">= 2,000",
@@ -441,7 +448,7 @@ def markdown(summary: dict[str, Any], out: Path) -> str:
     lines += ["", "## Targets", "", "| target | goal | measured | where | met |", "|---|---|---:|---|---|"]
     for t in summary["targets"]:
         met = "not measured" if t["met"] is None else ("yes" if t["met"] else "no")
-        lines.append(f"| {t['name']} | {t['target']} | {_fmt(t['value'])} | {t['where']} | {met} |")
+        lines.append(f"| {t['name']} | {t['target']} | {t['shown']} | {t['where']} | {met} |")
     lines += ["", "## Key numbers", ""]
     for s in summary["steps"]:
         if s.get("key"):

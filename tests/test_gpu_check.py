@@ -58,11 +58,11 @@ def test_dry_run(tmp_path: Path) -> None:
 
     tests = steps["cuda_tests"]["key"]
     assert tests["tests"] >= 5 and tests["skipped"] == tests["tests"]  # no CUDA here: every one is skipped
-    assert "tests/test_raster.py::test_cuda_matches_cpu[float32-True]" in {
-        c.replace(".", "/", 1).replace("test_raster::", "test_raster.py::") for c in tests["cases"]}
+    for name in ("tests.test_raster::test_cuda_matches_cpu[", "tests.test_formation::test_cuda_matches_cpu"):
+        assert any(case.startswith(name) for case in tests["cases"]), tests["cases"]
     assert steps["equality"]["key"]["passed"] is True
     assert set(steps["speed"]["key"]["best_per_variant"]) == {"float32/none", "bfloat16/none"}
-    assert set(steps["speed_compile"]["key"]["best_per_variant"]) == {"float32/aot_eager", "bfloat16/aot_eager"}
+    assert set(steps["speed_compile"]["key"]["best_per_variant"]) == {"float32/eager"}
     for key in ("speed", "speed_compile"):
         assert steps[key]["key"]["complete"] is True
         for point in steps[key]["key"]["best_per_variant"].values():
@@ -75,7 +75,8 @@ def test_dry_run(tmp_path: Path) -> None:
     assert train["steps"] == 2 and _positive(train["images_per_s"])
     assert (out / train["weights"] / "config.json").is_file() and not (out / "train-run").exists()
 
-    assert [t["met"] is not None and _positive(abs(t["value"]) + 1) for t in summary["targets"]] == [True] * 4
+    for t in summary["targets"]:  # evaluated at the dry run's own sizes: CPU numbers, not the targets' sizes
+        assert isinstance(t["met"], bool) and math.isfinite(t["value"]) and t["shown"] != "-", t
     text = (out / "summary.md").read_text(encoding="utf-8")
     assert "## Targets" in text and all(f"| {name} | ok |" in text for name in STEPS)
     assert "| device | RDM width | dtype | compile |" in text  # speed.py's own table
