@@ -494,14 +494,13 @@ def machine(device: str) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Steps: " + ", ".join(STEP_NAMES),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                epilog="Steps, in order: " + ", ".join(STEP_NAMES) + ".")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: gpu-check-<hostname>, with -dry-run for a dry run)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for all steps together (default: 480, a dry run 300)")
-    p.add_argument("--steps", nargs="+", choices=STEP_NAMES, default=list(STEP_NAMES),
-                   help="steps to run (the others are recorded as skipped)")
+    p.add_argument("--steps", nargs="+", choices=STEP_NAMES, default=list(STEP_NAMES), metavar="STEP",
+                   help="steps to run (default: all; the others are recorded as skipped)")
     p.add_argument("--wheels", type=Path, default=None,
                    help="folder of wheels to install missing dependencies from (pip --no-index --find-links)")
     p.add_argument("--dry-run", action="store_true", help="the same steps on the CPU at tiny sizes")
