@@ -10,16 +10,19 @@ mesh: S*S vertices, 2 (S-1)^2 triangles, random smooth depth and a random pose w
 each forward only (under ``torch.no_grad``) and forward+backward (gradients to the vertices, or to the canonical
 depth and image). Backends: ``native`` (pure PyTorch) and ``pytorch3d`` (its ``rasterize_meshes``, when
 installed). Then, on the same device, one Stage-1 training step (`latentface.training.stage1.Stage1Objective`
-with the released network widths, random VGG16 weights, Adam) is timed against the image formation alone
+with the released network widths, Adam) is timed, per ``--step-batch`` and ``--step-perceptual`` setting (the
+VGG16 perceptual term with random weights, or none), against the image formation alone
 (`latentface.render.form_image` with the flip branch, forward+backward) on the same batch.
 
 Each point: warm-up (one call at least), then calls until ``--min-time`` seconds; the median call time is
-reported. The markdown table goes to stdout, the JSON report (machine included) to ``--output``, atomically.
+reported. The markdown table goes to stdout, the JSON report (machine included) to ``--output``, atomically (after
+every point too, with ``"complete": false`` until the run ends).
 
 Examples::
 
     python benchmarks/render_speed.py                         # CPU (+ CUDA if available), both backends if installed
     python benchmarks/render_speed.py --device cuda --sizes 64 128 --batch-sizes 64 128
+    python benchmarks/render_speed.py --device cuda --step-batch 64 256 --step-perceptual random none
     python benchmarks/render_speed.py --quick --device cpu --output /tmp/render.json   # smoke run
 """
 
@@ -36,7 +39,7 @@ from typing import Any
 
 import timing
 import torch
-from timing import HelpFormatter, measure, publish
+from timing import HelpFormatter, measure, publish, write_json_atomic
 from torch import Tensor
 
 from latentface import LatentFace, LatentFaceConfig
@@ -51,7 +54,10 @@ from latentface.training.stage1 import Stage1Objective
 
 CONFIG = LatentFaceConfig(rdm_width=None)
 MEASURES = ("raster_fwd", "raster_fwd_bwd", "warp_fwd", "warp_fwd_bwd")
-QUICK = {"sizes": [32], "batch_sizes": [2], "pytorch3d_cpu_batch_sizes": [2], "min_time": 0.1, "step_batch": 2}
+QUICK = {"sizes": [32], "batch_sizes": [2], "pytorch3d_cpu_batch_sizes": [2], "min_time": 0.1, "step_batch": [2]}
+PERCEPTUAL = ("random", "none")
+"""Stage-1 step settings: the VGG16 perceptual term with random weights (its cost does not depend on them), or none
+(``lam_perc = 0``: no VGG16 runs)."""
 
 
 def scene(batch: int, size: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -106,12 +112,27 @@ def render_fns(backend: str, batch: int, size: int, device: torch.device) -> dic
             "warp_fwd_bwd": warp_fwd_bwd}
 
 
-def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time: float,
-                 backend: str) -> dict[str, Any]:
-    """Time one Stage-1 training step and the image formation alone on the same batch (64 x 64 input)."""
+def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time: float, backend: str,
+                 perceptual: str = "random") -> dict[str, Any]:
+    """Time one Stage-1 training step and the image formation alone on the same batch (64 x 64 input).
+
+    Args:
+        device: where the step runs.
+        batch: images per step.
+        min_time: minimum measured seconds per timing.
+        warmup_time: warm-up seconds per timing.
+        backend: the rasterizer backend.
+        perceptual: ``"random"`` (VGG16 perceptual term, random weights) or ``"none"`` (``lam_perc = 0``).
+
+    Returns:
+        ``step`` and ``formation_fwd_bwd`` timings (`measure`), ``share_of_step`` and ``added_to_rest_of_step``.
+    """
     torch.manual_seed(0)
     model = LatentFace(CONFIG, renderer=backend).to(device).train()
-    objective = Stage1Objective(model, PerceptualLoss(vgg16_relu3_3("random"))).to(device)
+    if perceptual == "random":
+        objective = Stage1Objective(model, PerceptualLoss(vgg16_relu3_3("random"))).to(device)
+    else:
+        objective = Stage1Objective(model, None, lam_perc=0.0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
     size = CONFIG.image_size
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
@@ -164,10 +185,11 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [r["device"], r["backend"], str(r["size"]), str(r["batch_size"])]
         cells += [f"{_fmt_ms(r[name])} ({_fmt(r[name]['ms_per_batch_median'] / r['batch_size'])})" for name in MEASURES]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", ("| device | backend | batch | Stage-1 step (ms) | image formation fwd+bwd (ms) | share of step "
-              "| added to the rest |"), "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["", ("| device | backend | perceptual | batch | Stage-1 step (ms) | images/s | image formation fwd+bwd "
+              "(ms) | share of step | added to the rest |"), "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["stage1"]:
-        lines.append(f"| {r['device']} | {r['backend']} | {r['batch_size']} | {_fmt_ms(r['step'])} | "
+        lines.append(f"| {r['device']} | {r['backend']} | {r['perceptual']} | {r['batch_size']} | "
+                     f"{_fmt_ms(r['step'])} | {_fmt(r['step']['images_per_s'])} | "
                      f"{_fmt_ms(r['formation_fwd_bwd'])} | {100 * r['share_of_step']:.0f}% | "
                      f"{100 * r['added_to_rest_of_step']:.0f}% |")
     return "\n".join(lines)
@@ -186,17 +208,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pytorch3d-cpu-batch-sizes", type=int, nargs="+", default=[8],
                    help="meshes per call for PyTorch3D on the CPU, whose naive rasterizer tests every face at every "
                    "pixel (its time is linear in the batch; compare per mesh)")
-    p.add_argument("--step-batch", type=int, default=64, help="batch of the Stage-1 step (the paper's 64)")
+    p.add_argument("--step-batch", type=int, nargs="+", default=[64],
+                   help="batches of the Stage-1 step (the paper's 64)")
+    p.add_argument("--step-perceptual", nargs="+", choices=PERCEPTUAL, default=["random"],
+                   help="Stage-1 steps with the VGG16 perceptual term (random weights) and/or without it (none)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
-    p.add_argument("--quick", action="store_true", help="smoke run: size 32, batch 2, min time 0.1 s")
+    p.add_argument("--quick", action="store_true", help="smoke run: size 32, batch 2, step batch 2, min time 0.1 s")
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
     batches = args.batch_sizes + args.pytorch3d_cpu_batch_sizes
-    if min(args.sizes) < 2 or min(batches) < 1 or args.step_batch < 1 or args.min_time <= 0:
+    if min(args.sizes) < 2 or min(batches) < 1 or min(args.step_batch) < 1 or args.min_time <= 0:
         p.error("sizes must be >= 2 and batch sizes and --min-time positive")
     return args
 
@@ -223,8 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "machine": machine,
         "settings": {k: getattr(args, k) for k in ("backends", "sizes", "batch_sizes", "pytorch3d_cpu_batch_sizes",
-                                                   "step_batch", "min_time", "quick")}
+                                                   "step_batch", "step_perceptual", "min_time", "quick")}
         | {"devices": [str(d) for d in devices]},
+        "complete": False,
         "results": [],
         "stage1": [],
     }
@@ -240,10 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"[{device} {backend} {size}px x{batch}] {timings}", file=sys.stderr, flush=True)
                     report["results"].append({"device": str(device), "backend": backend, "size": size,
                                               "batch_size": batch, **point})
-            share = stage1_share(device, args.step_batch, args.min_time, warmup, backend)
-            print(f"[{device} {backend}] Stage-1 step {share['step']['ms_per_batch_median']:.0f} ms, image formation "
-                  f"{100 * share['share_of_step']:.0f}% of it", file=sys.stderr, flush=True)
-            report["stage1"].append({"device": str(device), "backend": backend, "batch_size": args.step_batch, **share})
+                    write_json_atomic(args.output, report)
+            for perceptual in args.step_perceptual:
+                for batch in args.step_batch:
+                    share = stage1_share(device, batch, args.min_time, warmup, backend, perceptual)
+                    print(f"[{device} {backend} perceptual {perceptual} x{batch}] Stage-1 step "
+                          f"{share['step']['ms_per_batch_median']:.0f} ms, image formation "
+                          f"{100 * share['share_of_step']:.0f}% of it", file=sys.stderr, flush=True)
+                    report["stage1"].append({"device": str(device), "backend": backend, "perceptual": perceptual,
+                                             "batch_size": batch, **share})
+                    write_json_atomic(args.output, report)
+    report["complete"] = True
     report["total_seconds"] = time.perf_counter() - started
     publish(report, markdown(report), args.output)
     return 0

@@ -11,6 +11,9 @@ For each device, RDM width and batch size it measures images per second of:
   decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, 256, 1, 1) tensors
   driven by ``DDIMScheduler(prediction_type="sample")`` for 5 steps.
 
+Each point is timed for every requested dtype (``--dtype float32 bfloat16``: parameters and inputs cast) and
+compilation setting (``--compile none inductor``: eager, then every network `torch.compile`-d with that backend).
+
 Weights are random (speed does not depend on their values). Before timing, each device/width checks once
 that the released equivalent and the native model give the same identity latents for the same start noise
 (against the native ``ddim`` sampler, which current diffusers implements; the ``official`` sampler reproduces
@@ -18,30 +21,31 @@ diffusers 0.14.0, whose x0-prediction step differs) and aborts if they differ by
 
 Everything runs under `torch.inference_mode()`; each point is warmed up and then repeated until
 ``--min-time`` seconds have passed (at least one call; CUDA is synchronised after every call). The
-markdown table goes to stdout, progress to stderr, and the full results to a JSON file (written atomically).
+markdown table goes to stdout, progress to stderr, and the full results to a JSON file (written atomically,
+after every point too, with ``"complete": false`` until the run ends: an interrupted run keeps what it measured).
 
 Needs diffusers (``pip install -e .[dev]``). Examples::
 
     python benchmarks/speed.py                                # CPU (+ CUDA if available), width 128
     python benchmarks/speed.py --rdm-widths 128 1024 --device cuda --batch-sizes 1 64 256 1024
+    python benchmarks/speed.py --device cuda --dtype float32 bfloat16 --compile none inductor
     python benchmarks/speed.py --quick --device cpu --output /tmp/speed.json
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import timing
 import torch
-from timing import HelpFormatter, measure, publish
+from timing import HelpFormatter, exact_float32, measure, publish, write_json_atomic
 from torch import Tensor, nn
 
 from latentface import LatentFace, LatentFaceConfig, Latents
@@ -124,17 +128,6 @@ class Released:
                           shape.flatten(1)], dim=-1)
 
 
-@contextlib.contextmanager
-def exact_float32() -> Iterator[None]:
-    """Disable TF32 (CUDA convolutions use it by default) so that the equivalence check compares exact fp32."""
-    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
-
-
 def check_equivalence(model: LatentFace, released: Released) -> float:
     """Largest difference between released-equivalent and native (``ddim``) codes and identity latents.
 
@@ -156,20 +149,42 @@ def check_equivalence(model: LatentFace, released: Released) -> float:
     return max((a.flatten(1).float() - b.float()).abs().max().item() for a, b in pairs)
 
 
-def build(width: int, device: torch.device, dtype: torch.dtype,
-          channels_last: bool) -> tuple[LatentFace, Released, float]:
-    """Random-weight model and its released equivalent on `device`/`dtype`, plus the equivalence check's result."""
+def compile_networks(model: LatentFace, released: Released, backend: str | Callable[..., Any]) -> None:
+    """`torch.compile` (in place) every network the timed functions call, native and released; the Python around
+    them (input checks, preprocessing, the samplers' loops) stays eager.
+
+    Args:
+        model: the native model (its encoders, decoders and RDMs are compiled).
+        released: the released equivalent (its UNets are compiled; its Stage 1 is the model's).
+        backend: a `torch.compile` backend (``inductor``, ``aot_eager``, ... or a backend function).
+    """
+    assert model.albedo_rdm is not None and model.depth_rdm is not None
+    if hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):  # torch >= 2.6
+        # past dynamo's limit of recompilations a network would silently run eager: fail instead
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+    for net in (model.albedo_net, model.depth_net):
+        net.encoder.compile(backend=backend)
+        net.decoder.compile(backend=backend)
+    for net in (model.light_net, model.view_net, model.albedo_rdm, model.depth_rdm):
+        net.compile(backend=backend)
+    released.unets = [torch.compile(unet, backend=backend) for unet in released.unets]
+
+
+def build(width: int, device: torch.device, dtype: torch.dtype = torch.float32, channels_last: bool = False,
+          backend: str = "none") -> tuple[LatentFace, Released]:
+    """Random-weight model (seeded by the width: every variant holds the same weights) and its released equivalent
+    on `device`, cast to `dtype`, optionally channels_last, compiled unless `backend` is ``"none"``."""
     torch.manual_seed(width)
     model = LatentFace(LatentFaceConfig(rdm_width=width)).eval().to(device)
     released = Released(model)
-    with torch.inference_mode():
-        diff = check_equivalence(model, released)
     model.to(dtype)
     released.to(dtype=dtype)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         released.to(memory_format=torch.channels_last)
-    return model, released, diff
+    if backend != "none":
+        compile_networks(model, released, backend)
+    return model, released
 
 
 def bench_point(model: LatentFace, released: Released, device: torch.device, batch: int, dtype: torch.dtype,
@@ -215,15 +230,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"**Machine**: {m['cpu_model']}, {m['cpu_usable']} usable of {m['cpu_count']} logical CPUs, "
         f"torch {m['torch']} ({m['torch_threads']} threads), diffusers {m['diffusers']}"
         + (f", GPU {m['gpu']} (CUDA {m['cuda']})" if m["gpu"] else ", no GPU used"),
-        (f"**Settings**: dtype {s['dtype']}, channels_last {s['channels_last']}, min time {s['min_time']} s per point, "
-        f"{STEPS} DDIM steps, random weights. Throughput in images/s = batch / median call time (higher is better)."),
+        (f"**Settings**: channels_last {s['channels_last']}, min time {s['min_time']} s per point, "
+        f"{STEPS} DDIM steps, random weights; compile `none` is eager, otherwise every network is `torch.compile`-d "
+        "with that backend. Throughput in images/s = batch / median call time (higher is better)."),
         "",
-        ("| device | RDM width | batch | encode | encode+disentangle | features fer | features verification "
-        "| released encode+disentangle | speed-up vs enc+dis | speed-up vs fer | RDM share |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| device | RDM width | dtype | compile | batch | encode | encode+disentangle | features fer "
+         "| features verification | released encode+disentangle | speed-up vs enc+dis | speed-up vs fer | RDM share |"),
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
-        cells = [r["device"], str(r["rdm_width"]), str(r["batch_size"])]
+        cells = [r["device"], str(r["rdm_width"]), r["dtype"], r["compile"], str(r["batch_size"])]
         cells += [_fmt(r[name]["images_per_s"]) for name in MEASURES]
         cells += [f"{r['speedup_vs_encode_disentangle']:.1f}x", f"{r['speedup_vs_features_fer']:.1f}x",
                   f"{100 * r['rdm_share']:.0f}%"]
@@ -245,7 +261,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
     p.add_argument("--warmup-time", type=float, default=None,
                    help="warm-up seconds per point, at least one call (default: a quarter of --min-time)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype")
+    p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["float32"],
+                   help="parameter and input dtypes to time")
+    p.add_argument("--compile", nargs="+", default=["none"], metavar="BACKEND",
+                   help="compilation settings to time, in order: none (eager) or a torch.compile backend "
+                   "(inductor, aot_eager, ...); e.g. --compile none inductor")
     p.add_argument("--channels-last", action="store_true", help="convert models and released inputs to channels_last")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
@@ -258,6 +278,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.warmup_time = args.min_time / 4
     if min(args.batch_sizes) < 1 or args.min_time <= 0:
         p.error("batch sizes and --min-time must be positive")
+    backends = torch.compiler.list_backends(exclude_tags=())
+    unknown = [b for b in args.compile if b != "none" and b not in backends]
+    if unknown:
+        p.error(f"unknown --compile backend(s) {unknown}: none or one of {backends}")
     return args
 
 
@@ -275,35 +299,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = timing.devices(args.device, args.threads)
     if devices is None:
         return 2
-    dtype = DTYPES[args.dtype]
     report: dict[str, Any] = {
         "machine": machine_info(devices),
         "settings": {
             "batch_sizes": args.batch_sizes, "devices": [str(d) for d in devices], "rdm_widths": args.rdm_widths,
-            "min_time": args.min_time, "warmup_time": args.warmup_time, "dtype": args.dtype,
-            "channels_last": args.channels_last, "steps": STEPS, "quick": args.quick,
+            "min_time": args.min_time, "warmup_time": args.warmup_time, "dtypes": args.dtype,
+            "compile": args.compile, "channels_last": args.channels_last, "steps": STEPS, "quick": args.quick,
         },
+        "complete": False,
         "checks": [],
         "results": [],
     }
     started = time.perf_counter()
     for device in devices:
         for width in args.rdm_widths:
-            model, released, diff = build(width, device, dtype, args.channels_last)
+            model, released = build(width, device)
+            with torch.inference_mode():
+                diff = check_equivalence(model, released)
             print(f"[{device} width {width}] released vs native (ddim) max abs diff {diff:.2e}", file=sys.stderr,
                   flush=True)
             report["checks"].append({"device": str(device), "rdm_width": width, "max_abs_diff": diff})
             if not diff <= CHECK_TOLERANCE:
                 print(f"equivalence check failed: {diff:.3e} > {CHECK_TOLERANCE}", file=sys.stderr)
                 return 1
-            for batch in args.batch_sizes:
-                print(f"  batch {batch}", file=sys.stderr, flush=True)
-                point = bench_point(model, released, device, batch, dtype, args.channels_last, args.min_time,
-                                    args.warmup_time)
-                report["results"].append({"device": str(device), "rdm_width": width, "batch_size": batch, **point})
-            del model, released
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            for backend in args.compile:
+                for dtype in args.dtype:
+                    model, released = build(width, device, DTYPES[dtype], args.channels_last, backend)
+                    for batch in args.batch_sizes:
+                        print(f"  {dtype}, compile {backend}, batch {batch}", file=sys.stderr, flush=True)
+                        point = bench_point(model, released, device, batch, DTYPES[dtype], args.channels_last,
+                                            args.min_time, args.warmup_time)
+                        report["results"].append({"device": str(device), "rdm_width": width, "dtype": dtype,
+                                                  "compile": backend, "batch_size": batch, **point})
+                        write_json_atomic(args.output, report)
+                    del model, released
+                    torch._dynamo.reset()  # the next variant compiles afresh
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+    report["complete"] = True
     report["total_seconds"] = time.perf_counter() - started
     publish(report, markdown(report), args.output)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -11,7 +12,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,17 @@ def measure(fn: Callable[[], object], device: torch.device, batch: int, min_time
     median = statistics.median(times)
     return {"images_per_s": batch / median, "ms_per_batch_median": 1000 * median,
             "ms_per_batch_mean": 1000 * statistics.fmean(times), "calls": len(times), "seconds": sum(times)}
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Disable TF32 (CUDA convolutions use it by default) so that equivalence checks compare exact fp32."""
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

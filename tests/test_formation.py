@@ -147,7 +147,7 @@ def test_renderer_choice_is_checked() -> None:
         assert model.renderer == "native"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu() -> None:
     albedo, depth = _face()
     light, view = _codes(2)

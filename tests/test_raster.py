@@ -347,7 +347,7 @@ def test_invalid_inputs(kwargs: dict, message: str) -> None:
         rasterize(**args)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("perspective_correct", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype: torch.dtype, perspective_correct: bool) -> None:

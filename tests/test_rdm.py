@@ -88,3 +88,22 @@ def test_time_cache_follows_parameter_changes() -> None:
         with torch.enable_grad():
             reference = net(x_t, cond, 600)
         torch.testing.assert_close(net(x_t, cond, 600), reference)
+
+
+def test_compiles_once_across_cached_timesteps() -> None:
+    """The time cache stays out of `torch.compile` graphs: one graph for every timestep, the eager results."""
+    net = _perturbed(128)
+    graphs = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(net, backend=backend)
+    x_t, cond = torch.randn(3, 256), torch.rand(3, 256)
+    with torch.inference_mode():
+        for t in (999, 799, 599, 399, 199, 999, 599):
+            assert torch.equal(compiled(x_t, cond, t), net(x_t, cond, t))
+    torch._dynamo.reset()
+    assert len(graphs) == 1

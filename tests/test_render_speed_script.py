@@ -19,20 +19,23 @@ def _positive(value: object) -> bool:
 def test_render_speed_script_quick(tmp_path: Path) -> None:
     output = tmp_path / "render.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--backends", "native", "--output", str(output)],
+        [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--backends", "native", "--threads", "1",
+         "--step-perceptual", "random", "none", "--output", str(output)],
         capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| device | backend | size | batch |" in proc.stdout and "share of step" in proc.stdout
     report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["complete"] is True
     assert report["machine"]["cpu_model"] and "pytorch3d" in report["machine"]
     [point] = report["results"]
     assert (point["device"], point["backend"], point["size"], point["batch_size"]) == ("cpu", "native", 32, 2)
     for name in MEASURES:
         assert _positive(point[name]["ms_per_batch_median"]) and point[name]["calls"] >= 1
-    [stage1] = report["stage1"]
-    assert _positive(stage1["step"]["ms_per_batch_median"]) and _positive(stage1["formation_fwd_bwd"]["calls"])
-    assert 0 < stage1["share_of_step"] and _positive(stage1["added_to_rest_of_step"])
+    assert [(r["perceptual"], r["batch_size"]) for r in report["stage1"]] == [("random", 2), ("none", 2)]
+    for stage1 in report["stage1"]:
+        assert _positive(stage1["step"]["images_per_s"]) and _positive(stage1["formation_fwd_bwd"]["calls"])
+        assert 0 < stage1["share_of_step"] and _positive(stage1["added_to_rest_of_step"])
 
 
 def test_render_speed_script_rejects_missing_backend(tmp_path: Path) -> None:

@@ -113,8 +113,13 @@ class ConditionalDenoiser(nn.Module):
         emb = timestep_embedding(t.reshape(-1), self.width).to(self.input_proj.weight.dtype)
         return F.silu(self.time_mlp(emb))
 
+    @torch.compiler.disable
     def time_biases(self, t: Tensor | int) -> list[Tensor]:
-        """Every residual block's projected time embedding, in `_blocks` order; cached for scalar `t` without grad."""
+        """Every residual block's projected time embedding, in `_blocks` order; cached for scalar `t` without grad.
+
+        Kept out of `torch.compile` graphs: the cache is Python state that would otherwise be guarded on (one
+        recompilation per cached timestep); the compiled forward takes the biases as inputs.
+        """
         cacheable = not torch.is_grad_enabled() and (isinstance(t, int) or (isinstance(t, Tensor) and t.ndim == 0))
         if cacheable:
             params = [*self.time_mlp.parameters(), *(p for b in self._blocks() for p in b.time_proj.parameters())]
