@@ -39,6 +39,7 @@ from latentface import __version__
 from latentface.data.records import ImageRecord, load_record
 from latentface.errors import InvalidImageError, WeightsError
 from latentface.fileio import write_atomic
+from latentface.hub import weights_digest
 from latentface.model import LatentFace
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
@@ -91,16 +92,6 @@ class EncodeResult:
     def skipped(self) -> list[tuple[str, str]]:
         """``(name, reason)`` of every skipped row."""
         return [(f, s) for f, s in zip(self.files, self.status, strict=True) if s != OK]
-
-
-def weights_digest(model: LatentFace) -> str:
-    """SHA-256 of a model's config and of every tensor (name, dtype, shape and bytes) of its state dict."""
-    digest = hashlib.sha256(model.config.to_json().encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def batch_seed(seed: int, index: int) -> int:

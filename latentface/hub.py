@@ -9,6 +9,7 @@ go through huggingface_hub, so its cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -162,6 +163,16 @@ def load_weights(module: nn.Module, folder: Path) -> None:
     module.load_state_dict({k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True,
                                     memory_format=torch.contiguous_format) for k, v in state.items()},
                            strict=True, assign=True)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict."""
+    digest = hashlib.sha256(model.config.to_json().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

@@ -11,37 +11,46 @@ import torch
 from torch import Tensor, nn
 
 from latentface import hub
-from latentface.card import model_card
+from latentface.card import derived_card, model_card
 from latentface.config import LatentFaceConfig
 from latentface.diffusion import NoiseSchedule, sample
 from latentface.errors import WeightsError
 from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEncoder
 from latentface.nets.rdm import ConditionalDenoiser
+from latentface.options import FEATURE_PROTOCOLS, FeatureProtocol, Renderer, Sampler, View, check_option
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
-from latentface.preprocess import Images, to_batch
+from latentface.preprocess import Images, ImageTransform, create_transform, to_batch
 from latentface.render import codes as codes_module
 from latentface.render.backends import get_rasterizer
 from latentface.render.codes import Scalars
 from latentface.render.depth import canonical_depth
 from latentface.render.formation import form_image
 
-PROTOCOLS = ("fer", "verification")
+PROTOCOLS = FEATURE_PROTOCOLS
+"""The protocols of `LatentFace.features` (`latentface.options.FEATURE_PROTOCOLS`)."""
 
 
 class LatentFace(nn.Module):
     """LatentFace model: Stage-1 3D-aware autoencoder plus the Stage-2 representation diffusion model.
+
+    As a module, ``model(batch)`` (`forward`) encodes a preprocessed batch, like `encode_batch`; `transform`
+    preprocesses single images for DataLoader workers.
 
     Args:
         config: the architecture and constants; defaults to the released model's.
         renderer: rasterizer used by `render`: ``"native"`` (pure PyTorch) or ``"pytorch3d"`` (when installed);
             can be changed later through the ``renderer`` attribute.
 
+    Attributes:
+        name_or_path: what `from_pretrained` loaded (None for a model built here).
+        model_card: the card the weights were loaded with (None for a model built here).
+
     Example:
         >>> model = LatentFace.from_pretrained("path/to/weights")  # doctest: +SKIP
         >>> feats = model.features(images, protocol="fer")  # (B, 1024)  # doctest: +SKIP
     """
 
-    def __init__(self, config: LatentFaceConfig | None = None, *, renderer: str = "native") -> None:
+    def __init__(self, config: LatentFaceConfig | None = None, *, renderer: Renderer = "native") -> None:
         super().__init__()
         cfg = config or LatentFaceConfig()
         self.config = cfg
@@ -58,15 +67,17 @@ class LatentFace(nn.Module):
             self.depth_rdm = ConditionalDenoiser(zdim, cfg.rdm_width, cfg.rdm_layers_per_block, cfg.rdm_norm_groups)
         self.schedule = NoiseSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
         self.model_card: str | None = None
+        self.name_or_path: str | None = None
+        self._loaded_digest: str | None = None  # `hub.weights_digest` when loaded: tells a changed model apart
         self.renderer = renderer
 
     @property
-    def renderer(self) -> str:
+    def renderer(self) -> Renderer:
         """Rasterizer backend of `render`: ``"native"`` or ``"pytorch3d"``."""
         return self._renderer
 
     @renderer.setter
-    def renderer(self, name: str) -> None:
+    def renderer(self, name: Renderer) -> None:
         get_rasterizer(name)  # unknown name -> ValueError, PyTorch3D missing -> ImportError
         self._renderer = name
 
@@ -80,9 +91,37 @@ class LatentFace(nn.Module):
         """Floating dtype of the parameters."""
         return self.albedo_net.decoder[0].weight.dtype
 
-    def num_features(self, protocol: str = "fer") -> int:
+    @property
+    def transform(self) -> ImageTransform:
+        """Picklable callable turning one image into the (3, S, S) tensor this model takes (its saved
+        preprocessing; `latentface.preprocess.create_transform`). Stack its outputs and call the model."""
+        return create_transform(self.config)
+
+    def num_features(self, protocol: FeatureProtocol = "fer") -> int:
         """Size of `features` for `protocol`: 4 latents (fer), twice that with the flipped image (verification)."""
+        check_option("protocol", protocol, FEATURE_PROTOCOLS)
         return 4 * self.config.latent_dim * (2 if protocol == "verification" else 1)
+
+    @property
+    def has_rdm(self) -> bool:
+        """Whether these weights include the Stage-2 RDM (needed by `disentangle` and `features`)."""
+        return self.albedo_rdm is not None and self.depth_rdm is not None
+
+    def require_rdm(self, purpose: str) -> None:
+        """Raise `WeightsError` saying what `purpose` needs and how to get it, unless the model has the RDM.
+
+        Args:
+            purpose: what the caller is about to do, e.g. ``"disentangle"``.
+        """
+        if self.has_rdm:
+            return
+        which = f" ({self.name_or_path})" if self.name_or_path else ""
+        raise WeightsError(
+            f"{purpose} needs the Stage-2 RDM, and these weights{which} have no RDM (Stage 1 only: encode, render "
+            "and reconstruct work). Load weights that have it: 'latentface-official', made once from the authors' "
+            "diffusion_64.pth with `latentface download latentface-official --from diffusion_64.pth` (a path or a "
+            "URL), or the demo weights 'synthfaces-tiny'"
+        )
 
     def preprocess(self, images: Images) -> Tensor:
         """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`)."""
@@ -102,10 +141,23 @@ class LatentFace(nn.Module):
         Returns:
             `FaceCodes` with texture and shape latents (B, 256), light (B, 4) and pose (B, 6).
         """
-        return self.encode_batch(self.preprocess(images))
+        return self(self.preprocess(images))
 
     def encode_batch(self, batch: Tensor) -> FaceCodes:
-        """`encode` for a preprocessed (B, 3, S, S) batch in [0, 1] on the model's device; differentiable."""
+        """`encode` for a preprocessed (B, 3, S, S) batch in [0, 1] on the model's device; differentiable.
+        The same as calling the model (`forward`)."""
+        return self(batch)
+
+    def forward(self, batch: Tensor) -> FaceCodes:
+        """Stage-1 codes of a preprocessed batch, so that ``model(batch)``, forward hooks, `torch.compile`,
+        `torch.export` and DistributedDataParallel work as with any module (see the README's "PyTorch conventions").
+
+        Args:
+            batch: (B, 3, S, S) images in [0, 1] on the model's device (e.g. stacked outputs of `transform`).
+
+        Returns:
+            `FaceCodes` (a registered pytree node: flattens to its tensors).
+        """
         x = batch * 2 - 1
         return FaceCodes(
             albedo=self.albedo_net.forward_features(x),
@@ -125,7 +177,7 @@ class LatentFace(nn.Module):
         noise: Latents | None = None,
         generator: torch.Generator | None = None,
         steps: int | None = None,
-        sampler: str | None = None,
+        sampler: Sampler | None = None,
     ) -> Disentangled:
         """Split texture and shape latents into identity (RDM sample) and expression (the rest).
 
@@ -139,8 +191,8 @@ class LatentFace(nn.Module):
         Returns:
             `Disentangled` with ``identity`` and ``expression`` `Latents`.
         """
-        if self.albedo_rdm is None or self.depth_rdm is None:
-            raise WeightsError("these weights have no RDM (Stage 2): disentangle and features are unavailable")
+        self.require_rdm("disentangle")
+        assert self.albedo_rdm is not None and self.depth_rdm is not None
         cfg = self.config
         steps = cfg.sampling_steps if steps is None else steps
         sampler = cfg.sampler if sampler is None else sampler
@@ -164,7 +216,7 @@ class LatentFace(nn.Module):
     def render(
         self,
         codes: FaceCodes,
-        view: str | Tensor | None = "input",
+        view: View | Tensor | None = "input",
         light: Tensor | None = None,
         *,
         flip: bool = False,
@@ -187,7 +239,7 @@ class LatentFace(nn.Module):
         albedo, depth = self.decode(codes)
         return self._form(albedo, depth, codes, view, light, flip)
 
-    def _form(self, albedo: Tensor, depth: Tensor, codes: FaceCodes, view: str | Tensor | None,
+    def _form(self, albedo: Tensor, depth: Tensor, codes: FaceCodes, view: View | Tensor | None,
               light: Tensor | None, flip: bool = False) -> Rendering:
         """`render` from already decoded canonical maps."""
         light = codes.light if light is None else self._code_like(light, codes.light, "light")
@@ -243,7 +295,7 @@ class LatentFace(nn.Module):
         return code.to(like).expand_as(like)
 
     @staticmethod
-    def _pose_code(codes: FaceCodes, view: str) -> Tensor:
+    def _pose_code(codes: FaceCodes, view: View) -> Tensor:
         if view == "input":
             return codes.view
         if view == "frontal":
@@ -258,11 +310,11 @@ class LatentFace(nn.Module):
     def features(
         self,
         images: Images,
-        protocol: str = "fer",
+        protocol: FeatureProtocol = "fer",
         *,
         generator: torch.Generator | None = None,
         steps: int | None = None,
-        sampler: str | None = None,
+        sampler: Sampler | None = None,
     ) -> Tensor:
         """The paper's downstream features, as released.
 
@@ -277,8 +329,8 @@ class LatentFace(nn.Module):
             steps: DDIM steps (default from the config).
             sampler: ``"official"`` or ``"ddim"`` (default from the config).
         """
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        check_option("protocol", protocol, FEATURE_PROTOCOLS)
+        self.require_rdm(f"features(protocol={protocol!r})")
         x = self._as_input(images)
         b = len(x)
         if protocol == "verification":
@@ -301,15 +353,18 @@ class LatentFace(nn.Module):
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         device: torch.device | str | None = None,
-        renderer: str = "native",
+        renderer: Renderer = "native",
     ) -> LatentFace:
-        """Load weights by built-in name, local folder, or Hub id ``[hf-hub:]org/name[@revision]``.
+        """Load weights by name (`latentface.list_pretrained`), local folder, or Hub id
+        ``[hf-hub:]org/name[@revision]``.
 
         Args:
-            name_or_path: what to load (see `latentface.hub.resolve`).
+            name_or_path: what to load (see `latentface.hub.resolve`). Registered names (e.g. ``"unsup3d-celeba"``)
+                are downloaded, checked and converted on first use, then load from the cache offline.
             revision: Hub branch, tag or commit (also accepted as ``@revision`` in the name).
-            cache_dir: Hub cache folder (default: huggingface_hub's).
-            local_files_only: never touch the network; use the Hub cache only.
+            cache_dir: Hub cache folder (default: huggingface_hub's), or for registered names the cache of
+                converted weights (default `latentface.pretrained.cache_root`).
+            local_files_only: never touch the network; use the caches only.
             device: where to put the model (default CPU).
             renderer: rasterizer used by `render`, ``"native"`` or ``"pytorch3d"``.
 
@@ -325,17 +380,31 @@ class LatentFace(nn.Module):
             model = cls(config, renderer=renderer)
         hub.load_weights(model, folder)
         model.model_card = hub.read_card(folder)
+        model.name_or_path = os.fspath(name_or_path)
+        model._loaded_digest = hub.weights_digest(model)
         return model.eval().to(device or "cpu")
+
+    def card(self) -> str:
+        """The model card that describes this model as it is now.
+
+        The card it was loaded with while its weights and configuration are unchanged; once they differ (for
+        instance after fine-tuning) a new card naming the parent, without the parent's scores
+        (`latentface.card.derived_card`); for a model built here, a card from its configuration.
+        """
+        if self.name_or_path is None:
+            return self.model_card or model_card(self.config)
+        if self.model_card is not None and hub.weights_digest(self) == self._loaded_digest:
+            return self.model_card
+        return derived_card(self.config, self.name_or_path, self.model_card)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, model_card_text: str | None = None) -> None:
         """Write ``config.json``, ``model.safetensors`` and ``README.md`` (each atomically) to a folder.
 
         Args:
             save_directory: target folder (created if needed).
-            model_card_text: card to write; default: the card the weights were loaded with, else a new one.
+            model_card_text: card to write; default `card` (the loaded card only while the model is unchanged).
         """
-        card = model_card_text or self.model_card or model_card(self.config)
-        hub.save_folder(self, self.config, save_directory, card)
+        hub.save_folder(self, self.config, save_directory, model_card_text or self.card())
 
     def push_to_hub(
         self,
@@ -346,11 +415,25 @@ class LatentFace(nn.Module):
         token: str | None = None,
         commit_message: str = "Upload LatentFace weights",
     ) -> Any:
-        """Upload the weights folder to a Hub model repository (created if missing); returns the commit info."""
+        """Upload the weights folder (`save_pretrained`) to a Hub model repository.
+
+        Args:
+            repo_id: ``org/name``; the repository is created when missing.
+            revision: branch to commit to (created from the default branch when missing); default: the default
+                branch.
+            private: visibility of a repository created here.
+            token: Hub token (default: huggingface_hub's).
+            commit_message: the commit's message.
+
+        Returns:
+            huggingface_hub's ``CommitInfo``.
+        """
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None and not revision.startswith("refs/"):  # refs/pr/N exist by definition
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message)

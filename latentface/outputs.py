@@ -1,7 +1,8 @@
 """Result containers: `FaceCodes`, `Latents`, `Disentangled`, `Rendering`.
 
 Each is a dataclass of batched tensors (first dimension = batch) with ``.to()``, ``.cpu()``, ``len()``,
-indexing/slicing along the batch, and ``type(x).cat([...])`` to join results of several calls.
+indexing/slicing along the batch, and ``type(x).cat([...])`` to join results of several calls. Each is registered
+as a pytree node, so `torch.export`, `torch.compile` and ``torch.utils._pytree`` flatten it to its tensors.
 """
 
 from __future__ import annotations
@@ -135,3 +136,8 @@ class Rendering(Batched):
     normal: Tensor | None = None
     mask: Tensor | None = None
     grid: Tensor | None = None
+
+
+# Pytree nodes: torch.compile, torch.export and DistributedDataParallel see through the containers to their tensors.
+for _container in (FaceCodes, Latents, Disentangled, Rendering):
+    torch.export.register_dataclass(_container, serialized_type_name=f"latentface.{_container.__name__}")
