@@ -34,6 +34,23 @@ def _info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _download(args: argparse.Namespace) -> int:
+    from latentface import pretrained
+
+    if args.list:
+        rows = pretrained.list_pretrained(cache_dir=args.cache_dir)
+        width = max(len(r.name) for r in rows)
+        print(f"{'name':<{width}}  {'kind':<8}  cached  description")
+        for r in rows:
+            print(f"{r.name:<{width}}  {r.kind:<8}  {'yes' if r.cached else 'no':<6}  {r.description}")
+        print(f"\ncache: {pretrained.cache_root(args.cache_dir)}")
+        return EXIT_OK
+    folder = pretrained.download(args.name, source=args.source, sha256=args.sha256, cache_dir=args.cache_dir,
+                                 force=args.force, progress=args.progress and sys.stderr.isatty())
+    print(f"{args.name}: {folder} (load with LatentFace.from_pretrained({args.name!r}))")
+    return EXIT_OK
+
+
 def _synth(args: argparse.Namespace) -> int:
     from latentface.data.synthfaces import SynthConfig, export_synthfaces
 
@@ -240,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
     convert.set_defaults(func=_convert)
 
+    download = sub.add_parser(
+        "download",
+        help="download, check, convert and cache registered weights (or list them)",
+        description="Fetch registered weights once: the file is downloaded (resuming an interrupted download; "
+        "LATENTFACE_DOWNLOAD_MIRROR=<base URL> replaces the origin, HF_HUB_OFFLINE=1 forbids it), checked, converted "
+        "and cached; later loads by name are offline. --list shows every name and whether it is cached.",
+    )
+    download.add_argument("name", nargs="?", help="registered name, e.g. unsup3d-celeba")
+    download.add_argument("--list", action="store_true", help="list bundled and registered weights, with cache state")
+    download.add_argument("--from", dest="source", metavar="PATH|URL",
+                          help="the file, for names without a download URL (latentface-official: diffusion_64.pth)")
+    download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the downloaded file")
+    download.add_argument("--cache-dir", metavar="DIR", help="cache folder (default $LATENTFACE_CACHE or "
+                          "~/.cache/latentface)")
+    download.add_argument("--force", action="store_true", help="download and convert again even when cached")
+    download.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="no progress bar (it is shown on stderr when that is a terminal)")
+    download.set_defaults(func=_download)
+
     info = sub.add_parser("info", help="print the config and model card of weights",
                           description="Print the config and model card of a built-in name, local folder or Hub id.")
     info.add_argument("weights", help="built-in name, local folder or Hub id org/name[@revision]")
@@ -320,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "convert" and args.unsup3d is None and args.rdm is None:
         parser.error("convert needs --unsup3d and/or --rdm")
+    if args.command == "download" and (args.name is None) == (not args.list):
+        parser.error("download needs a NAME, or --list")
     if args.command == "encode" and args.all_faces and not args.detect:
         parser.error("encode: --all-faces needs --detect")
     if args.command == "encode" and not args.output.endswith((".npz", ".parquet")):

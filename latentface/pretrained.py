@@ -346,9 +346,11 @@ def _install(entry: Pretrained, file: Path, origin: str, digest: str, target: Pa
     from_archive = entry.member is not None
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{entry.name}."))
+    checkpoint = file
     try:
         try:
-            checkpoint = _extract(file, entry, origin, work) if from_archive else file
+            if from_archive:
+                checkpoint = _extract(file, entry, origin, work)
             notes = _card_notes(entry, origin, digest, file.stat().st_size, from_archive)
             convert_checkpoints(work / "weights", title=f"{entry.name} (converted)", notes=notes,
                                 **{entry.role: checkpoint})
@@ -356,6 +358,8 @@ def _install(entry: Pretrained, file: Path, origin: str, digest: str, target: Pa
             if downloaded:
                 file.unlink(missing_ok=True)
             message = str(err) if isinstance(err, DownloadError) else f"{origin}: {err}"
+            if from_archive:  # name the checkpoint as it is in the archive, not by its temporary copy
+                message = message.replace(str(checkpoint), f"{entry.member} (in the archive)")
             raise DownloadError(f"{entry.name}: {message}; nothing was cached") from err
         _replace_folder(work / "weights", target)
     finally:

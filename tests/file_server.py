@@ -61,7 +61,8 @@ class FileServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._server is not None and self._thread is not None
+        if self._server is None or self._thread is None:  # already stopped
+            return
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
