@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
+from latentface.options import ENCODE_PROTOCOLS
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_io(encode, "OUT", "output file, .npz or .parquet")
-    encode.add_argument("--protocol", choices=("fer", "verification", "codes"), default="fer",
+    encode.add_argument("--protocol", choices=ENCODE_PROTOCOLS, default="fer",
                         help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
                         "(default fer)")
     encode.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")

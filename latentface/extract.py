@@ -37,16 +37,18 @@ from tqdm.auto import tqdm
 
 from latentface import __version__
 from latentface.data.records import ImageRecord, load_record
-from latentface.errors import InvalidImageError, WeightsError
+from latentface.errors import InvalidImageError
 from latentface.fileio import write_atomic
 from latentface.hub import weights_digest
 from latentface.model import LatentFace
+from latentface.options import ENCODE_PROTOCOLS, EncodeProtocol, check_option
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 FORMAT_VERSION = 1
 """Version of the chunk and output layout; part of the key."""
 
-PROTOCOLS = ("fer", "verification", "codes")
+PROTOCOLS = ENCODE_PROTOCOLS
+"""Protocols of `encode_records` (`latentface.options.ENCODE_PROTOCOLS`)."""
 OUTPUT_SUFFIXES = (".npz", ".parquet")
 STAGE1_ARRAYS = ("texture", "shape", "light", "pose")
 """Arrays of the ``codes`` protocol from the Stage-1 encoders."""
@@ -417,8 +419,7 @@ def _names(records: Sequence[ImageRecord], names: Sequence[str] | None) -> list[
 
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,
                    skip: Mapping[int, str]) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_option("protocol", protocol, PROTOCOLS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if not records:
@@ -427,9 +428,8 @@ def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path,
         raise ValueError(f"output {str(out)!r} must end with one of {OUTPUT_SUFFIXES}")
     if out.suffix == ".parquet":
         _require_pyarrow(out)
-    if protocol != "codes" and not model.config.has_rdm:
-        raise WeightsError(f"protocol {protocol!r} needs weights with the Stage-2 RDM; these have none "
-                           "(protocol 'codes' gives their Stage-1 codes)")
+    if protocol != "codes":
+        model.require_rdm(f"protocol {protocol!r} (protocol 'codes' gives Stage-1 codes without it)")
     bad = [i for i in skip if not 0 <= i < len(records)]
     if bad:
         raise ValueError(f"skip names rows {bad} outside the {len(records)} records")
@@ -475,7 +475,7 @@ def encode_records(
     records: Sequence[ImageRecord],
     out_path: str | Path,
     *,
-    protocol: str = "fer",
+    protocol: EncodeProtocol = "fer",
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
