@@ -11,6 +11,12 @@ For each device, RDM width and batch size it measures images per second of:
   decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, 256, 1, 1) tensors
   driven by ``DDIMScheduler(prediction_type="sample")`` for 5 steps.
 
+With ``--compile`` it also times the module call ``model(batch)`` (`LatentFace.forward`: the Stage-1 encoders on a
+preprocessed batch) eagerly (``forward``) and under ``torch.compile`` (``forward_compiled``, default inductor
+backend), and ``encode_disentangle`` with the encoders and both RDMs compiled (``encode_disentangle_compiled``), on a
+compiled copy of the same model; the first (compiling) call is part of the warm-up and reported as
+``compile_seconds``.
+
 Weights are random (speed does not depend on their values). Before timing, each device/width checks once
 that the released equivalent and the native model give the same identity latents for the same start noise
 (against the native ``ddim`` sampler, which current diffusers implements; the ``official`` sampler reproduces
@@ -25,12 +31,14 @@ Needs diffusers (``pip install -e .[dev]``). Examples::
     python benchmarks/speed.py                                # CPU (+ CUDA if available), width 128
     python benchmarks/speed.py --rdm-widths 128 1024 --device cuda --batch-sizes 1 64 256 1024
     python benchmarks/speed.py --quick --device cpu --output /tmp/speed.json
+    python benchmarks/speed.py --compile --device cpu --batch-sizes 1 64  # torch.compile against eager
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import socket
 import sys
 import time
@@ -49,6 +57,8 @@ from latentface.convert import rdm_to_diffusers
 
 MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
 """Timed functions, in table order."""
+COMPILE_MEASURES = ("forward", "forward_compiled", "encode_disentangle", "encode_disentangle_compiled")
+"""Timed with ``--compile`` (``encode_disentangle`` is shared with `MEASURES`)."""
 CHECK_TOLERANCE = 1e-3
 CHECK_BATCH = 4
 STEPS = 5
@@ -202,6 +212,39 @@ def bench_point(model: LatentFace, released: Released, device: torch.device, bat
     return point
 
 
+def compiled_copy(model: LatentFace) -> LatentFace:
+    """A copy of `model` whose forward (the encoders) and RDM denoisers run under `torch.compile`."""
+    twin = copy.deepcopy(model)
+    twin.compile()
+    assert twin.albedo_rdm is not None and twin.depth_rdm is not None
+    twin.albedo_rdm.compile()
+    twin.depth_rdm.compile()
+    return twin
+
+
+def bench_compile(model: LatentFace, twin: LatentFace, device: torch.device, batch: int, dtype: torch.dtype,
+                  min_time: float, warmup_time: float, point: dict[str, Any]) -> None:
+    """Add the eager and compiled forward and encode+disentangle timings of one batch size to `point`."""
+    x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch)).to(device, dtype)
+    fns: dict[str, Callable[[], object]] = {
+        "forward": lambda: model(x),
+        "forward_compiled": lambda: twin(x),
+        "encode_disentangle_compiled": lambda: twin.disentangle(twin(x)),
+    }
+    with torch.inference_mode():
+        for name in ("forward_compiled", "encode_disentangle_compiled"):  # compile outside the timed calls
+            start = time.perf_counter()
+            fns[name]()
+            point[f"{name}_compile_seconds"] = time.perf_counter() - start
+        for name, fn in fns.items():
+            point[name] = measure(fn, device, batch, min_time, warmup_time)
+            print(f"    {name:<28} {point[name]['images_per_s']:10.1f} img/s  ({point[name]['calls']} calls)",
+                  file=sys.stderr, flush=True)
+    point["compile_speedup_forward"] = point["forward_compiled"]["images_per_s"] / point["forward"]["images_per_s"]
+    point["compile_speedup_encode_disentangle"] = (point["encode_disentangle_compiled"]["images_per_s"]
+                                                   / point["encode_disentangle"]["images_per_s"])
+
+
 def _fmt(v: float) -> str:
     if v >= 100:
         return f"{v:,.0f}"
@@ -230,6 +273,23 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     checks = ", ".join(f"{c['device']}/w{c['rdm_width']}: {c['max_abs_diff']:.1e}" for c in report["checks"])
     lines += ["", f"Equivalence check (released vs native `ddim`, max abs diff): {checks}"]
+    if s.get("compile"):
+        lines += [
+            "",
+            "torch.compile (inductor) against eager, images/s; compile time of the first call in brackets:",
+            "",
+            "| device | RDM width | batch | forward | forward compiled | speed-up | encode+disentangle "
+            "| encode+disentangle compiled | speed-up |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["results"]:
+            cells = [r["device"], str(r["rdm_width"]), str(r["batch_size"]), _fmt(r["forward"]["images_per_s"]),
+                     f"{_fmt(r['forward_compiled']['images_per_s'])} ({r['forward_compiled_compile_seconds']:.0f} s)",
+                     f"{r['compile_speedup_forward']:.2f}x", _fmt(r["encode_disentangle"]["images_per_s"]),
+                     f"{_fmt(r['encode_disentangle_compiled']['images_per_s'])} "
+                     f"({r['encode_disentangle_compiled_compile_seconds']:.0f} s)",
+                     f"{r['compile_speedup_encode_disentangle']:.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -248,6 +308,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype")
     p.add_argument("--channels-last", action="store_true", help="convert models and released inputs to channels_last")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile (inductor) against eager: forward and encode+disentangle")
     p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: batch sizes {' '.join(map(str, QUICK_BATCH_SIZES))}, min time {QUICK_MIN_TIME} s")
@@ -281,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "batch_sizes": args.batch_sizes, "devices": [str(d) for d in devices], "rdm_widths": args.rdm_widths,
             "min_time": args.min_time, "warmup_time": args.warmup_time, "dtype": args.dtype,
-            "channels_last": args.channels_last, "steps": STEPS, "quick": args.quick,
+            "channels_last": args.channels_last, "steps": STEPS, "quick": args.quick, "compile": args.compile,
         },
         "checks": [],
         "results": [],
@@ -296,12 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not diff <= CHECK_TOLERANCE:
                 print(f"equivalence check failed: {diff:.3e} > {CHECK_TOLERANCE}", file=sys.stderr)
                 return 1
+            twin = compiled_copy(model) if args.compile else None
             for batch in args.batch_sizes:
                 print(f"  batch {batch}", file=sys.stderr, flush=True)
                 point = bench_point(model, released, device, batch, dtype, args.channels_last, args.min_time,
                                     args.warmup_time)
+                if twin is not None:
+                    bench_compile(model, twin, device, batch, dtype, args.min_time, args.warmup_time, point)
                 report["results"].append({"device": str(device), "rdm_width": width, "batch_size": batch, **point})
-            del model, released
+            del model, released, twin
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     report["total_seconds"] = time.perf_counter() - started

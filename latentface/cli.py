@@ -95,7 +95,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         try:
             from latentface.preprocess.faces import FaceDetector
 
-            detector = FaceDetector(device=device, crop="unsup3d", select="largest")
+            detector = FaceDetector(device=device, crop="unsup3d", select="all" if args.all_faces else "largest")
         except (ImportError, RuntimeError) as err:
             return fail(f"--detect: {err}")
     try:
@@ -111,7 +111,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         result = write_reconstructions(
             model, args.inputs, args.output, mesh=not args.no_mesh,
             animation=None if args.animation_format == "none" else args.animation_format, frames=args.frames,
-            batch_size=args.batch_size, overwrite=args.overwrite, detector=detector, on_record=report,
+            batch_size=args.batch_size, overwrite=args.overwrite, detector=detector, all_faces=args.all_faces,
+            on_record=report,
         )
     except OSError as err:  # the output folder or the summary cannot be written
         return fail(str(err))
@@ -188,9 +189,11 @@ def _encode(args: argparse.Namespace) -> int:
             rows = _on_main_process(detect, state)  # one detection pass; every process encodes the same rows
         else:
             rows = InputRows.from_paths(found.files)
+        faces = rows.faces if args.detect else None
         result = encode_records(
             model, rows.records, args.output, protocol=args.protocol, batch_size=args.batch_size, seed=args.seed,
-            flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, weights_name=args.weights,
+            flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, faces=faces,
+            weights_name=args.weights,
             progress=progress,
         )
     except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
@@ -314,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--batch-size", type=_positive_int, default=8, help="faces rendered at once (default 8)")
     reconstruct.add_argument("--detect", action="store_true",
                              help="crop each image to its largest detected face (needs the [face] extra)")
+    reconstruct.add_argument("--all-faces", action="store_true",
+                             help="with --detect: every face, recorded as PATH#k with files named <name>-face<k> "
+                             "(k = 0, 1, ..., largest first)")
     reconstruct.add_argument("--no-mesh", action="store_true", help="do not write the .obj mesh")
     reconstruct.add_argument("--animation-format", choices=("gif", "webp", "apng", "none"), default="gif",
                              help="turntable format (default gif; apng is written as <name>.turntable.png)")
@@ -326,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode face images to features or codes (.npz or .parquet), resumably",
         description="Encode every input image to the released FER or verification features, or to all codes\n"
         "(texture, shape, light, pose and their identity/expression parts), in one table: files, status, the\n"
-        "arrays and JSON metadata. Unreadable inputs get NaN rows and a status saying why. Finished batches are\n"
+        "arrays and JSON metadata; with --detect also each row's face_box, crop_box and face_confidence. Unreadable\n"
+        "inputs get NaN rows and a status saying why. Finished batches are\n"
         "kept beside the output, so an interrupted run resumes; a run whose output is up to date does nothing.\n"
         "Under `accelerate launch` the batches are shared between the processes.",
         epilog=ENCODE_EPILOG,
@@ -359,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("convert needs --unsup3d and/or --rdm")
     if args.command == "download" and (args.name is None) == (not args.list):
         parser.error("download needs a NAME, or --list")
-    if args.command == "encode" and args.all_faces and not args.detect:
-        parser.error("encode: --all-faces needs --detect")
+    if args.command in ("encode", "reconstruct") and args.all_faces and not args.detect:
+        parser.error(f"{args.command}: --all-faces needs --detect")
     if args.command == "encode" and not args.output.endswith((".npz", ".parquet")):
         parser.error(f"encode: the output must end with .npz or .parquet, got {args.output!r}")
     try:
