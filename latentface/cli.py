@@ -239,7 +239,8 @@ def _add_model_io(parser: argparse.ArgumentParser, output_metavar: str, output_h
                         help="image file, folder (recursive), glob pattern (quoted) or @list.txt (one input a line)")
     parser.add_argument("-o", "--output", required=True, metavar=output_metavar, help=output_help)
     parser.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
-                        help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
+                        help="bundled or registered name (latentface download --list), Hub id org/name[@revision] or "
+                        "local folder (default synthfaces-tiny)")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
     parser.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
 
@@ -281,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=_download)
 
     info = sub.add_parser("info", help="print the config and model card of weights",
-                          description="Print the config and model card of a built-in name, local folder or Hub id.")
-    info.add_argument("weights", help="built-in name, local folder or Hub id org/name[@revision]")
+                          description="Print the config and model card of a bundled or registered name, local "
+                          "folder or Hub id (registered weights are downloaded first if needed).")
+    info.add_argument("weights", help="bundled or registered name, local folder or Hub id org/name[@revision]")
     info.add_argument("--revision", help="Hub branch, tag or commit")
     info.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
     info.set_defaults(func=_info)

@@ -245,11 +245,11 @@ def _run_model(model: LatentFace, batch: Tensor, protocol: str, generator: torch
         out = {"features": model.features(batch, protocol, generator=generator)}
     else:
         codes = model.encode_batch(batch.to(model.device, model.dtype))
-        out = {"texture": codes.albedo, "shape": codes.depth, "light": codes.light, "pose": codes.view}
+        out = {"texture": codes.texture, "shape": codes.shape, "light": codes.light, "pose": codes.pose}
         if model.config.has_rdm:
             parts = model.disentangle(codes, generator=generator)
-            out.update(texture_identity=parts.identity.albedo, texture_expression=parts.expression.albedo,
-                       shape_identity=parts.identity.depth, shape_expression=parts.expression.depth)
+            out.update(texture_identity=parts.identity.texture, texture_expression=parts.expression.texture,
+                       shape_identity=parts.identity.shape, shape_expression=parts.expression.shape)
     return {name: value.float().cpu().numpy() for name, value in out.items()}
 
 

@@ -55,6 +55,10 @@ class LatentFace(nn.Module):
         cfg = config or LatentFaceConfig()
         self.config = cfg
         nf, zdim, r = cfg.ae_width, cfg.latent_dim, cfg.repeat
+        # Module names are the weights' keys and follow the official networks (netA, netD, netL, netV, netC,
+        # netEA, netED): albedo_net encodes the texture latent and decodes the albedo map, depth_net the shape
+        # latent and the depth map, view_net gives the pose code; albedo_rdm / depth_rdm sample the texture /
+        # shape identity.
         self.albedo_net = EncoderDecoder(3, 3, nf, zdim, r, activation=nn.Tanh)
         self.depth_net = EncoderDecoder(3, 1, nf, zdim, r, activation=None)
         self.light_net = PlainEncoder(3, 4, cfg.light_pose_width, r)
@@ -160,10 +164,10 @@ class LatentFace(nn.Module):
         """
         x = batch * 2 - 1
         return FaceCodes(
-            albedo=self.albedo_net.forward_features(x),
-            depth=self.depth_net.forward_features(x),
+            texture=self.albedo_net.forward_features(x),
+            shape=self.depth_net.forward_features(x),
             light=self.light_net(x),
-            view=self.view_net(x),
+            pose=self.view_net(x),
         )
 
     def _noise(self, like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -197,21 +201,21 @@ class LatentFace(nn.Module):
         steps = cfg.sampling_steps if steps is None else steps
         sampler = cfg.sampler if sampler is None else sampler
         if noise is None:
-            noise = Latents(albedo=self._noise(codes.albedo, generator), depth=self._noise(codes.depth, generator))
-        elif noise.albedo.shape != codes.albedo.shape or noise.depth.shape != codes.depth.shape:
+            noise = Latents(texture=self._noise(codes.texture, generator), shape=self._noise(codes.shape, generator))
+        elif noise.texture.shape != codes.texture.shape or noise.shape.shape != codes.shape.shape:
             raise ValueError(
-                f"noise shapes {tuple(noise.albedo.shape)}/{tuple(noise.depth.shape)} do not match the latents "
-                f"{tuple(codes.albedo.shape)}/{tuple(codes.depth.shape)}"
+                f"noise shapes {tuple(noise.texture.shape)}/{tuple(noise.shape.shape)} do not match the latents "
+                f"{tuple(codes.texture.shape)}/{tuple(codes.shape.shape)}"
             )
         identity = {}
-        for name, rdm in (("albedo", self.albedo_rdm), ("depth", self.depth_rdm)):
+        for name, rdm in (("texture", self.albedo_rdm), ("shape", self.depth_rdm)):
             z = getattr(codes, name)
             start = getattr(noise, name).to(z.device, z.dtype)
             identity[name] = sample(lambda x_t, t, z=z, rdm=rdm: rdm(x_t, z, t), start, self.schedule, steps, sampler,
                                     cfg.clip_sample)
         ident = Latents(**identity)
-        return Disentangled(identity=ident, expression=Latents(albedo=codes.albedo - ident.albedo,
-                                                               depth=codes.depth - ident.depth))
+        return Disentangled(identity=ident, expression=Latents(texture=codes.texture - ident.texture,
+                                                               shape=codes.shape - ident.shape))
 
     def render(
         self,
@@ -226,7 +230,7 @@ class LatentFace(nn.Module):
         Args:
             codes: output of `encode`.
             view: ``"input"`` (the pose in the codes: Unsup3D's reconstruction), ``"frontal"`` (zero pose), a
-                (B, 6) or (6,) pose code in the units of `FaceCodes.view` (see `pose_code`), or None for the
+                (B, 6) or (6,) pose code in the units of `FaceCodes.pose` (see `pose_code`), or None for the
                 canonical maps only.
             light: relight with a (B, 4) or (4,) light code in the units of `FaceCodes.light` (see `light_code`)
                 instead of the codes' own light.
@@ -244,17 +248,18 @@ class LatentFace(nn.Module):
         """`render` from already decoded canonical maps."""
         light = codes.light if light is None else self._code_like(light, codes.light, "light")
         if isinstance(view, Tensor):
-            pose = self._code_like(view, codes.view, "view")
+            pose = self._code_like(view, codes.pose, "view")
         else:
             pose = None if view is None else self._pose_code(codes, view)
         return form_image(albedo, depth, light, pose, self.config, flip=flip, renderer=self.renderer)
 
     def decode(self, codes: FaceCodes | Latents) -> tuple[Tensor, Tensor]:
-        """Canonical albedo (B, 3, H, W) in [0, 1] units and canonical depth (B, H, W) of the latents."""
+        """Canonical albedo map (B, 3, H, W) in [0, 1] units of the texture latent, and canonical depth map
+        (B, H, W) of the shape latent."""
         cfg = self.config
-        albedo = self.albedo_net.decode(codes.albedo) / 2 + 0.5
+        albedo = self.albedo_net.decode(codes.texture) / 2 + 0.5
         depth = canonical_depth(
-            self.depth_net.decode(codes.depth)[:, 0], cfg.min_depth, cfg.max_depth, cfg.resolved_border_depth,
+            self.depth_net.decode(codes.shape)[:, 0], cfg.min_depth, cfg.max_depth, cfg.resolved_border_depth,
             cfg.border_columns,
         )
         return albedo, depth
@@ -270,8 +275,8 @@ class LatentFace(nn.Module):
         Returns:
             V renderings of the B faces, one per pose, in the order of `views`.
         """
-        if views.ndim != 2 or views.shape[1] != codes.view.shape[1]:
-            raise ValueError(f"views must have shape (V, {codes.view.shape[1]}), got {tuple(views.shape)}")
+        if views.ndim != 2 or views.shape[1] != codes.pose.shape[1]:
+            raise ValueError(f"views must have shape (V, {codes.pose.shape[1]}), got {tuple(views.shape)}")
         albedo, depth = self.decode(codes)
         return [self._form(albedo, depth, codes, v, light) for v in views]
 
@@ -297,14 +302,14 @@ class LatentFace(nn.Module):
     @staticmethod
     def _pose_code(codes: FaceCodes, view: View) -> Tensor:
         if view == "input":
-            return codes.view
+            return codes.pose
         if view == "frontal":
-            return torch.zeros_like(codes.view)
+            return torch.zeros_like(codes.pose)
         raise ValueError(f"view must be 'input', 'frontal', a pose tensor or None, got {view!r}")
 
     def _latents(self, x: Tensor) -> Latents:
         """Texture and shape latents only (what `features` needs; light and pose are skipped)."""
-        return Latents(albedo=self.albedo_net.forward_features(x), depth=self.depth_net.forward_features(x))
+        return Latents(texture=self.albedo_net.forward_features(x), shape=self.depth_net.forward_features(x))
 
     @torch.no_grad()
     def features(
@@ -337,11 +342,11 @@ class LatentFace(nn.Module):
             x = torch.cat([x, torch.flip(x, dims=[3])])  # one pass over image and flip
         z = self._latents(x)
         # Noise in the released order: per pass (image, then flip) texture before shape.
-        draws = [[self._noise(m[i : i + b], generator) for m in (z.albedo, z.depth)] for i in range(0, len(x), b)]
-        noise = Latents(albedo=torch.cat([d[0] for d in draws]), depth=torch.cat([d[1] for d in draws]))
+        draws = [[self._noise(m[i : i + b], generator) for m in (z.texture, z.shape)] for i in range(0, len(x), b)]
+        noise = Latents(texture=torch.cat([d[0] for d in draws]), shape=torch.cat([d[1] for d in draws]))
         parts = self.disentangle(z, noise=noise, steps=steps, sampler=sampler)
         first = parts.expression if protocol == "fer" else parts.identity
-        feats = torch.cat([first.albedo, z.albedo, first.depth, z.depth], dim=1)
+        feats = torch.cat([first.texture, z.texture, first.shape, z.shape], dim=1)
         return torch.cat(feats.split(b), dim=1)
 
     @classmethod

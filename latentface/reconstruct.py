@@ -127,8 +127,8 @@ def _panels(model: LatentFace, batch: Tensor, codes: FaceCodes, albedo: Tensor, 
             background: float) -> Tensor:
     """`reconstruction_panels` from decoded maps: the maps are decoded and the input view warped once."""
     cfg, renderer = model.config, model.renderer
-    view = form_image(albedo, depth, codes.light, codes.view, cfg, renderer=renderer)
-    frontal = form_image(albedo, depth, codes.light, torch.zeros_like(codes.view), cfg, renderer=renderer)
+    view = form_image(albedo, depth, codes.light, codes.pose, cfg, renderer=renderer)
+    frontal = form_image(albedo, depth, codes.light, torch.zeros_like(codes.pose), cfg, renderer=renderer)
     assert view.image is not None and view.mask is not None and view.grid is not None
     assert frontal.image is not None and frontal.mask is not None  # posed renderings always have them
     columns = [

@@ -124,7 +124,7 @@ def test_builtin_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: 
     assert rows[0].path == folder
     monkeypatch.chdir(tmp_path)  # a name, not a path relative to the working directory
     loaded = LatentFace.from_pretrained("demo-weights")
-    assert torch.equal(loaded.encode(images).albedo, model.encode(images).albedo)
+    assert torch.equal(loaded.encode(images).texture, model.encode(images).texture)
 
 
 def _hub_cache(cache: Path, repo_id: str, commit: str, folder: Path, ref: str = "main") -> None:
@@ -146,7 +146,7 @@ def test_offline_load_from_hub_cache(tmp_path: Path, images: torch.Tensor) -> No
     cache = tmp_path / "cache"
     _hub_cache(cache, "someone/latentface-tiny", "a" * 40, folder)
     torch.save(images, tmp_path / "images.pt")
-    torch.save(model.encode(images).albedo, tmp_path / "expected.pt")
+    torch.save(model.encode(images).texture, tmp_path / "expected.pt")
     script = f"""
 import torch
 from latentface import LatentFace, WeightsError
@@ -154,7 +154,7 @@ images = torch.load({str(tmp_path / 'images.pt')!r})
 expected = torch.load({str(tmp_path / 'expected.pt')!r})
 for name in ("someone/latentface-tiny", "hf-hub:someone/latentface-tiny@main", "someone/latentface-tiny@{'a' * 40}"):
     m = LatentFace.from_pretrained(name, cache_dir={str(cache)!r})
-    assert torch.equal(m.encode(images).albedo, expected), name
+    assert torch.equal(m.encode(images).texture, expected), name
 try:
     LatentFace.from_pretrained("someone/not-cached", cache_dir={str(cache)!r})
 except WeightsError as err:
@@ -175,7 +175,7 @@ def _edit_through_data(model: LatentFace, images: torch.Tensor) -> None:
 def _optimizer_step(model: LatentFace, images: torch.Tensor) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     model.train()
-    model(images).albedo.sum().backward()
+    model(images).texture.sum().backward()
     optimizer.step()
 
 

@@ -32,9 +32,9 @@ def test_download_revisions_and_cache(tmp_path: Path, monkeypatch: pytest.Monkey
         hub.add_commit("lab/latentface-tiny", _files(new, tmp_path / "new"))
 
         def load(name: str, **kw: object) -> torch.Tensor:
-            return LatentFace.from_pretrained(name, cache_dir=cache, **kw).encode(images).albedo  # type: ignore[arg-type]
+            return LatentFace.from_pretrained(name, cache_dir=cache, **kw).encode(images).texture  # type: ignore[arg-type]
 
-        expected_old, expected_new = old.encode(images).albedo, new.encode(images).albedo
+        expected_old, expected_new = old.encode(images).texture, new.encode(images).texture
         assert torch.equal(load("lab/latentface-tiny"), expected_new)
         assert torch.equal(load(f"lab/latentface-tiny@{first}"), expected_old)
         assert torch.equal(load("hf-hub:lab/latentface-tiny@v1"), expected_old)
@@ -87,7 +87,7 @@ def test_push_to_hub_creates_repo_and_branch_and_round_trips(tmp_path: Path, mon
         assert set(hub.files("me/tiny", "dev")) == {".gitattributes", "README.md", "config.json", "model.safetensors"}
         assert hub.message("me/tiny", info.oid) == "first weights"
         loaded = LatentFace.from_pretrained("me/tiny@dev", cache_dir=tmp_path / "cache")
-        assert torch.equal(loaded.encode(images).albedo, model.encode(images).albedo)
+        assert torch.equal(loaded.encode(images).texture, model.encode(images).texture)
 
         # The branch exists now: the same weights make no commit, changed ones a commit on top of it.
         assert model.push_to_hub("me/tiny", revision="dev").oid == info.oid

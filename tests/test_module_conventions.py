@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _equal(a: FaceCodes, b: FaceCodes, atol: float = 0.0) -> bool:
     return all(torch.allclose(getattr(a, f), getattr(b, f), atol=atol, rtol=0)
-               for f in ("albedo", "depth", "light", "view"))
+               for f in ("texture", "shape", "light", "pose"))
 
 
 def test_forward_is_encode_batch_and_hooks_see_every_encode(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -67,7 +67,7 @@ def test_ddp_trains_through_forward(tiny_model: LatentFace, images: torch.Tensor
         before = tiny_model.light_net[0].weight.detach().clone()
         for _ in range(2):
             codes = model(images)
-            (codes.albedo.square().mean() + codes.light.square().mean()).backward()
+            (codes.texture.square().mean() + codes.light.square().mean()).backward()
             optimizer.step()
             optimizer.zero_grad()
     finally:
