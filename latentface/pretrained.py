@@ -203,9 +203,9 @@ def resolve(name: str, *, cache_dir: str | os.PathLike | None = None, local_file
     where = weights_folder(name, cache_dir)
     if entry.url is None:
         raise WeightsError(
-            f"{name!r} is not in the cache ({where}) and cannot be downloaded by name: {entry.source}. Then run "
-            f"`latentface download {name} --from FILE_OR_URL` (or latentface.pretrained.download({name!r}, "
-            "source=...)) once."
+            f"{name!r} is not in the cache ({where}) and cannot be downloaded by name. Get its file ({entry.source}), "
+            f"then run `latentface download {name} --from FILE_OR_URL` (or latentface.pretrained.download({name!r}, "
+            "source=...)) once"
         )
     if local_files_only or offline():
         why = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"

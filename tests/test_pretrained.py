@@ -178,8 +178,8 @@ def rdm_checkpoint(tmp_path_factory) -> Path:
 def test_latentface_official_from_a_url(rdm_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         images: torch.Tensor) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(WeightsError, match=r"cannot be downloaded by name: .*ryanhe312/LatentFace.*"
-                                           r"`latentface download latentface-official --from FILE_OR_URL`"):
+    with pytest.raises(WeightsError, match=r"cannot be downloaded by name\. Get its file \(.*ryanhe312/LatentFace.*\), "
+                                           r"then run `latentface download latentface-official --from FILE_OR_URL`"):
         LatentFace.from_pretrained("latentface-official", cache_dir=tmp_path)
     data = rdm_checkpoint.read_bytes()
     with FileServer({"share/diffusion_64.pth": data}) as server:
