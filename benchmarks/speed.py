@@ -15,7 +15,8 @@ With ``--compile`` it also times the module call ``model(batch)`` (`LatentFace.f
 preprocessed batch) eagerly (``forward``) and under ``torch.compile`` (``forward_compiled``, default inductor
 backend), and ``encode_disentangle`` with the encoders and both RDMs compiled (``encode_disentangle_compiled``), on a
 compiled copy of the same model; the first (compiling) call is part of the warm-up and reported as
-``compile_seconds``.
+``compile.*_first_call_seconds``. The four are timed in turn, one call each per round, so that a shared machine's
+changing load affects eager and compiled alike.
 
 Weights are random (speed does not depend on their values). Before timing, each device/width checks once
 that the released equivalent and the native model give the same identity latents for the same start noise
@@ -40,6 +41,7 @@ import argparse
 import contextlib
 import copy
 import socket
+import statistics
 import sys
 import time
 import warnings
@@ -58,7 +60,7 @@ from latentface.convert import rdm_to_diffusers
 MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
 """Timed functions, in table order."""
 COMPILE_MEASURES = ("forward", "forward_compiled", "encode_disentangle", "encode_disentangle_compiled")
-"""Timed with ``--compile`` (``encode_disentangle`` is shared with `MEASURES`)."""
+"""Timed in turn with ``--compile`` (stored under ``compile`` in each result)."""
 CHECK_TOLERANCE = 1e-3
 CHECK_BATCH = 4
 STEPS = 5
@@ -222,27 +224,50 @@ def compiled_copy(model: LatentFace) -> LatentFace:
     return twin
 
 
+def measure_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, batch: int,
+                        min_time: float) -> dict[str, dict[str, float]]:
+    """Time already warm functions in turn (one call each per round) until each has had `min_time` seconds, so
+    that a shared machine's changing load affects all of them alike; throughput from the median call."""
+    sync: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while min(sum(t) for t in times.values()) < min_time:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, t in times.items():
+        median = statistics.median(t)
+        out[name] = {"images_per_s": batch / median, "ms_per_batch_median": 1000 * median,
+                     "ms_per_batch_mean": 1000 * statistics.fmean(t), "calls": len(t), "seconds": sum(t)}
+    return out
+
+
 def bench_compile(model: LatentFace, twin: LatentFace, device: torch.device, batch: int, dtype: torch.dtype,
-                  min_time: float, warmup_time: float, point: dict[str, Any]) -> None:
-    """Add the eager and compiled forward and encode+disentangle timings of one batch size to `point`."""
+                  min_time: float) -> dict[str, Any]:
+    """Eager and compiled forward and encode+disentangle of one batch size, timed in turn (`COMPILE_MEASURES`),
+    with the compile time of the first compiled calls and the speed-ups."""
     x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch)).to(device, dtype)
     fns: dict[str, Callable[[], object]] = {
         "forward": lambda: model(x),
         "forward_compiled": lambda: twin(x),
+        "encode_disentangle": lambda: model.disentangle(model(x)),
         "encode_disentangle_compiled": lambda: twin.disentangle(twin(x)),
     }
+    out: dict[str, Any] = {}
     with torch.inference_mode():
-        for name in ("forward_compiled", "encode_disentangle_compiled"):  # compile outside the timed calls
+        for name, fn in fns.items():  # warm-up; for the compiled ones this call compiles
             start = time.perf_counter()
-            fns[name]()
-            point[f"{name}_compile_seconds"] = time.perf_counter() - start
-        for name, fn in fns.items():
-            point[name] = measure(fn, device, batch, min_time, warmup_time)
-            print(f"    {name:<28} {point[name]['images_per_s']:10.1f} img/s  ({point[name]['calls']} calls)",
-                  file=sys.stderr, flush=True)
-    point["compile_speedup_forward"] = point["forward_compiled"]["images_per_s"] / point["forward"]["images_per_s"]
-    point["compile_speedup_encode_disentangle"] = (point["encode_disentangle_compiled"]["images_per_s"]
-                                                   / point["encode_disentangle"]["images_per_s"])
+            fn()
+            out[f"{name}_first_call_seconds"] = time.perf_counter() - start
+        out.update(measure_interleaved(fns, device, batch, min_time))
+    for name in COMPILE_MEASURES:
+        print(f"    {name:<28} {out[name]['images_per_s']:10.1f} img/s  ({out[name]['calls']} calls)",
+              file=sys.stderr, flush=True)
+    for name in ("forward", "encode_disentangle"):
+        out[f"speedup_{name}"] = out[f"{name}_compiled"]["images_per_s"] / out[name]["images_per_s"]
+    return out
 
 
 def _fmt(v: float) -> str:
@@ -276,19 +301,19 @@ def markdown(report: dict[str, Any]) -> str:
     if s.get("compile"):
         lines += [
             "",
-            "torch.compile (inductor) against eager, images/s; compile time of the first call in brackets:",
+            "torch.compile (inductor) against eager, images/s (timed in turn); first compiled call in brackets:",
             "",
             "| device | RDM width | batch | forward | forward compiled | speed-up | encode+disentangle "
             "| encode+disentangle compiled | speed-up |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in report["results"]:
-            cells = [r["device"], str(r["rdm_width"]), str(r["batch_size"]), _fmt(r["forward"]["images_per_s"]),
-                     f"{_fmt(r['forward_compiled']['images_per_s'])} ({r['forward_compiled_compile_seconds']:.0f} s)",
-                     f"{r['compile_speedup_forward']:.2f}x", _fmt(r["encode_disentangle"]["images_per_s"]),
-                     f"{_fmt(r['encode_disentangle_compiled']['images_per_s'])} "
-                     f"({r['encode_disentangle_compiled_compile_seconds']:.0f} s)",
-                     f"{r['compile_speedup_encode_disentangle']:.2f}x"]
+            c = r["compile"]
+            cells = [r["device"], str(r["rdm_width"]), str(r["batch_size"])]
+            for name in ("forward", "encode_disentangle"):
+                cells += [_fmt(c[name]["images_per_s"]),
+                          f"{_fmt(c[name + '_compiled']['images_per_s'])} "
+                          f"({c[name + '_compiled_first_call_seconds']:.0f} s)", f"{c['speedup_' + name]:.2f}x"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -364,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 point = bench_point(model, released, device, batch, dtype, args.channels_last, args.min_time,
                                     args.warmup_time)
                 if twin is not None:
-                    bench_compile(model, twin, device, batch, dtype, args.min_time, args.warmup_time, point)
+                    point["compile"] = bench_compile(model, twin, device, batch, dtype, args.min_time)
                 report["results"].append({"device": str(device), "rdm_width": width, "batch_size": batch, **point})
             del model, released, twin
             if device.type == "cuda":
