@@ -134,12 +134,12 @@ def disentangle_all(model: LatentFace, codes: FaceCodes, seed: int, batch_size: 
     """(identity, expression) latents of every item, with the start noise of
     ``model.disentangle(codes, generator=torch.Generator().manual_seed(seed))`` on the whole set."""
     generator = torch.Generator().manual_seed(seed)
-    noise = Latents(albedo=torch.randn(codes.albedo.shape, generator=generator),
-                    depth=torch.randn(codes.depth.shape, generator=generator))
+    noise = Latents(texture=torch.randn(codes.texture.shape, generator=generator),
+                    shape=torch.randn(codes.shape.shape, generator=generator))
     identity, expression = [], []
     for start in range(0, len(codes), batch_size):
         part = slice(start, start + batch_size)
-        z = Latents(albedo=codes.albedo[part], depth=codes.depth[part]).to(model.device)
+        z = Latents(texture=codes.texture[part], shape=codes.shape[part]).to(model.device)
         out = model.disentangle(z, noise=noise[part].to(model.device))
         identity.append(out.identity.cpu())
         expression.append(out.expression.cpu())
@@ -149,19 +149,19 @@ def disentangle_all(model: LatentFace, codes: FaceCodes, seed: int, batch_size: 
 def feature_sets(model: LatentFace, codes: FaceCodes, seed: int, batch_size: int) -> dict[str, Tensor]:
     """Every feature set of `FEATURE_SETS` ((N, D) float32 tensors); the RDM-based ones only when there is an RDM."""
     feats = {
-        "raw_texture": codes.albedo, "raw_shape": codes.depth,
-        "raw_both": torch.cat([codes.albedo, codes.depth], dim=1),
-        "light": codes.light, "pose": codes.view,
+        "raw_texture": codes.texture, "raw_shape": codes.shape,
+        "raw_both": torch.cat([codes.texture, codes.shape], dim=1),
+        "light": codes.light, "pose": codes.pose,
     }
     if model.config.has_rdm:
         identity, expression = disentangle_all(model, codes, seed, batch_size)
         feats.update({
-            "identity_texture": identity.albedo, "identity_shape": identity.depth,
-            "identity_both": torch.cat([identity.albedo, identity.depth], dim=1),
-            "expression_texture": expression.albedo, "expression_shape": expression.depth,
-            "expression_both": torch.cat([expression.albedo, expression.depth], dim=1),
+            "identity_texture": identity.texture, "identity_shape": identity.shape,
+            "identity_both": torch.cat([identity.texture, identity.shape], dim=1),
+            "expression_texture": expression.texture, "expression_shape": expression.shape,
+            "expression_both": torch.cat([expression.texture, expression.shape], dim=1),
             # `LatentFace.features(protocol="fer")` with the same start noise.
-            "fer": torch.cat([expression.albedo, codes.albedo, expression.depth, codes.depth], dim=1),
+            "fer": torch.cat([expression.texture, codes.texture, expression.shape, codes.shape], dim=1),
         })
     return {name: value.float() for name, value in feats.items()}
 
@@ -309,10 +309,10 @@ def clip_diagnostic(model: LatentFace, codes: FaceCodes, clips: int, frames: int
     The distance to target is to the clip mean of the raw latents (Stage 2's training target): for raw latents
     the "origin" distance, for identity latents the "predict" distance.
     """
-    per_clip = {"raw_texture": codes.albedo, "raw_shape": codes.depth}
+    per_clip = {"raw_texture": codes.texture, "raw_shape": codes.shape}
     if model.config.has_rdm:
         identity, _ = disentangle_all(model, codes, seed, batch_size)
-        per_clip.update({"identity_texture": identity.albedo, "identity_shape": identity.depth})
+        per_clip.update({"identity_texture": identity.texture, "identity_shape": identity.shape})
     per_clip = {k: v.reshape(clips, frames, -1) for k, v in per_clip.items()}
     targets = {"texture": per_clip["raw_texture"].double().mean(1), "shape": per_clip["raw_shape"].double().mean(1)}
     return {name: clip_invariance(value, targets[name.split("_")[1]]) for name, value in per_clip.items()}

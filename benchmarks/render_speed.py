@@ -148,7 +148,7 @@ def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time:
 
     def formation() -> None:
         a, d = albedo.detach().requires_grad_(), depth.detach().requires_grad_()
-        out = form_image(a, d, codes.light, codes.view, CONFIG, flip=True, renderer=backend)
+        out = form_image(a, d, codes.light, codes.pose, CONFIG, flip=True, renderer=backend)
         (out.image * out.mask[:, None]).sum().backward()
 
     result = {"step": measure(step, device, batch, min_time, warmup_time),

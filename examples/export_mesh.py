@@ -10,7 +10,7 @@ and every pixel quad two triangles; files have y up and the face looking at the 
 (MeshLab, Blender) shows it upright. Prints the vertex and face counts and the mesh's extent.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU: its depth is coarse (see its model card) and
-it is not a model of real faces (convert the official weights with `latentface convert` for those).
+it is not a model of real faces (`--weights unsup3d-celeba` for those, downloaded on first use).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SAMPLE = Path(__file__).parent / "faces" / "synthface-03-neutral.png"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", nargs="?", type=Path, default=SAMPLE, help="face image (default: a sample face)")
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--out", "--output", type=Path, default=Path("export_mesh-output"), help="output folder")
     args = parser.parse_args()
 

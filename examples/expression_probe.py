@@ -11,7 +11,7 @@ test accuracy of both beside chance and writes `probe.json` to the output folder
 
 scikit-learn is needed for this example only (`pip install scikit-learn`). `synthfaces-tiny` is a small model
 trained on SynthFaces on a CPU: its latents barely encode expression, so expect accuracies near chance; the
-official weights (`latentface convert`) are what the paper's FER numbers are about.
+official weights (`--weights latentface-official`) are what the paper's FER numbers are about.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, train: torch.Te
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--identities", type=int, default=24, help="SynthFaces identities (half train, half test)")
     parser.add_argument("--samples-per-identity", type=int, default=14, help="faces per identity")
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regression")
@@ -66,7 +66,7 @@ def main() -> None:
     with torch.inference_mode():
         fer = model.features(batch.image, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
         codes = model.encode(batch.image)
-    raw = torch.cat([codes.albedo, codes.depth], dim=1)             # Stage-1 texture and shape latents
+    raw = torch.cat([codes.texture, codes.shape], dim=1)             # Stage-1 texture and shape latents
 
     # 3. Probe each feature set; chance = always answering the most frequent training class.
     majority = Counter(labels[train].tolist()).most_common(1)[0][0]

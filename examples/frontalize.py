@@ -12,7 +12,7 @@ of their frontal renders) and prints the estimated yaw of each input beside the 
 frontal renders of one identity still differ from each other compared with the inputs.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU: it frontalizes SynthFaces-like images, not
-real photos (convert the official weights with `latentface convert` for those).
+real photos (`--weights unsup3d-celeba` for those, downloaded on first use).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def spread(images: torch.Tensor, mask: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, help="face images (default: a SynthFaces yaw sweep)")
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--identities", type=int, default=3, help="SynthFaces identities in the sweep")
     parser.add_argument("--yaws", type=float, nargs="+", default=[-40, -20, 0, 20, 40], help="sweep, in degrees")
     parser.add_argument("--out", "--output", type=Path, default=Path("frontalize-output"), help="output folder")
@@ -67,7 +67,7 @@ def main() -> None:
         groups = args.identities
 
     with torch.inference_mode():
-        codes = model.encode(batch)                       # codes.view[:, 1] is the yaw, in xyz_rotation_range units
+        codes = model.encode(batch)                       # codes.pose[:, 1] is the yaw, in xyz_rotation_range units
         frontal = model.render(codes, view="frontal")     # same texture, shape and light; pose code all zero
     front = torch.where(frontal.mask[:, None], frontal.image.clamp(0, 1), torch.ones_like(frontal.image))
 
@@ -78,7 +78,7 @@ def main() -> None:
         rows += [batch[g * per_row:(g + 1) * per_row], front[g * per_row:(g + 1) * per_row]]
     sheet = save_grid(torch.cat(rows), args.out / "frontalized.png", nrow=per_row)
 
-    estimated = codes.view[:, 1] * model.config.xyz_rotation_range
+    estimated = codes.pose[:, 1] * model.config.xyz_rotation_range
     print(f"{len(batch)} faces; estimated yaw {[round(float(y), 1) for y in estimated]} degrees")
     if true_yaw is not None:
         print(f"true yaw      {[round(float(y), 1) for y in true_yaw]} degrees")

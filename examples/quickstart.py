@@ -7,7 +7,8 @@ Writes `reconstruction.png` (one row per face: input, albedo, depth, normals, sh
 view, views relit from the left, top and right) and `turntable.gif` (the first face under a yaw sweep) to the
 output folder. `latentface reconstruct` does the same per face, with meshes, for any number of images.
 `synthfaces-tiny` is a small model trained on synthetic faces (SynthFaces) on a CPU: it shows the pipeline, it is
-not a model of real faces; convert the official checkpoints with `latentface convert` for those.
+not a model of real faces: `--weights latentface-official` (the authors' weights, see the README's "Real photos")
+for those.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SAMPLES = sorted((Path(__file__).parent / "faces").glob("*.png"))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, default=SAMPLES, help="face images (default: examples/faces)")
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--out", "--output", dest="output", type=Path, default=Path("quickstart-output"),
                         help="output folder")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,12 +47,12 @@ def main() -> None:
     turntable = save_turntable(model, codes[:1], args.output / "turntable.gif", frames=16, max_yaw=35)
 
     error = ((view.image - batch).abs().mean(1) * view.mask).sum() / view.mask.sum()
-    print(f"{len(batch)} faces from {args.images[0].parent}: texture latent {tuple(codes.albedo.shape)}, "
-          f"shape latent {tuple(codes.depth.shape)}, light {tuple(codes.light.shape)}, pose {tuple(codes.view.shape)}")
-    print(f"identity / expression texture latents {tuple(parts.identity.albedo.shape)} / "
-          f"{tuple(parts.expression.albedo.shape)}; FER features {tuple(fer.shape)}")
+    print(f"{len(batch)} faces from {args.images[0].parent}: texture latent {tuple(codes.texture.shape)}, "
+          f"shape latent {tuple(codes.shape.shape)}, light {tuple(codes.light.shape)}, pose {tuple(codes.pose.shape)}")
+    print(f"identity / expression texture latents {tuple(parts.identity.texture.shape)} / "
+          f"{tuple(parts.expression.texture.shape)}; FER features {tuple(fer.shape)}")
     print(f"reconstruction: mean absolute error {error:.3f} inside the mask; yaw of the faces "
-          f"{[round(float(y), 1) for y in codes.view[:, 1] * model.config.xyz_rotation_range]} degrees")
+          f"{[round(float(y), 1) for y in codes.pose[:, 1] * model.config.xyz_rotation_range]} degrees")
     print(f"wrote {sheet} and {turntable}")
 
 

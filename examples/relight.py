@@ -11,7 +11,7 @@ viewer's left to the right), and `relit.gif`, the light circling the face (`--fr
 brightness of the left and right halves of the face follows the light.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU: it relights SynthFaces-like images, not real
-photos (convert the official weights with `latentface convert` for those).
+photos (`--weights unsup3d-celeba` for those, downloaded on first use).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def half_brightness(image: torch.Tensor, mask: torch.Tensor) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", nargs="?", type=Path, default=SAMPLE, help="face image (default: a sample face)")
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--ambient", type=float, default=0.3, help="ambient strength")
     parser.add_argument("--diffuse", type=float, default=0.8, help="diffuse strength")
     parser.add_argument("--frames", type=int, default=24, help="frames of the animation (0: none)")

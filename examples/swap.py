@@ -12,7 +12,8 @@ how large the expression parts are and how far each swap moved the latents.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU, and a weak disentangler: its expression parts
 are about 5% of the latents and carry little expression (see its model card), so the swaps change the renders
-only slightly. Results on real faces need the official weights (`latentface convert`).
+only slightly. Results on real faces need the official weights with the RDM (`--weights latentface-official`, see the
+README's "Real photos").
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", nargs="?", type=Path, default=FACES / "synthface-03-neutral.png", help="face A")
     parser.add_argument("b", nargs="?", type=Path, default=FACES / "synthface-00-surprise.png", help="face B")
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--out", "--output", type=Path, default=Path("swap-output"), help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -51,8 +52,8 @@ def main() -> None:
         swapped = [1, 0]                                     # row A takes B's expression, row B takes A's
 
         # New codes: own identity + the other's expression; own light; frontal pose (set by view="frontal").
-        mixed = FaceCodes(albedo=identity.albedo + expression.albedo[swapped],
-                          depth=identity.depth + expression.depth[swapped], light=codes.light, view=codes.view)
+        mixed = FaceCodes(texture=identity.texture + expression.texture[swapped],
+                          shape=identity.shape + expression.shape[swapped], light=codes.light, pose=codes.pose)
         own = model.render(codes, view="frontal")
         swap = model.render(mixed, view="frontal")
 

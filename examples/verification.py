@@ -44,7 +44,7 @@ def best_threshold(same: torch.Tensor, different: torch.Tensor) -> tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="synthfaces-tiny", help="built-in name, folder or Hub id")
+    parser.add_argument("--weights", default="synthfaces-tiny", help="bundled or registered name, folder or Hub id")
     parser.add_argument("--identities", type=int, default=16, help="SynthFaces identities")
     parser.add_argument("--samples-per-identity", type=int, default=4, help="faces per identity")
     parser.add_argument("--out", "--output", type=Path, default=Path("verification-output"), help="output folder")

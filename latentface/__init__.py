@@ -3,14 +3,15 @@
 __version__ = "0.1.0.dev0"
 
 from latentface.config import LatentFaceConfig, PreprocessConfig
-from latentface.errors import CheckpointError, InvalidImageError, LatentFaceError, WeightsError
-from latentface.hub import list_pretrained
+from latentface.errors import CheckpointError, DownloadError, InvalidImageError, LatentFaceError, WeightsError
 from latentface.model import LatentFace
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
+from latentface.pretrained import list_pretrained
 
 __all__ = [
     "CheckpointError",
     "Disentangled",
+    "DownloadError",
     "FaceCodes",
     "InvalidImageError",
     "LatentFace",

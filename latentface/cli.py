@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
+from latentface.options import ENCODE_PROTOCOLS
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -31,6 +32,23 @@ def _info(args: argparse.Namespace) -> int:
     print(hub.load_config(folder).to_json())
     card = hub.read_card(folder)
     print(card if card is not None else "(no model card)")
+    return EXIT_OK
+
+
+def _download(args: argparse.Namespace) -> int:
+    from latentface import pretrained
+
+    if args.list:
+        rows = pretrained.list_pretrained(cache_dir=args.cache_dir)
+        width = max(len(r.name) for r in rows)
+        print(f"{'name':<{width}}  {'kind':<8}  cached  description")
+        for r in rows:
+            print(f"{r.name:<{width}}  {r.kind:<8}  {'yes' if r.cached else 'no':<6}  {r.description}")
+        print(f"\ncache: {pretrained.cache_root(args.cache_dir)}")
+        return EXIT_OK
+    folder = pretrained.download(args.name, source=args.source, sha256=args.sha256, cache_dir=args.cache_dir,
+                                 force=args.force, progress=args.progress and sys.stderr.isatty())
+    print(f"{args.name}: {folder} (load with LatentFace.from_pretrained({args.name!r}))")
     return EXIT_OK
 
 
@@ -77,7 +95,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         try:
             from latentface.preprocess.faces import FaceDetector
 
-            detector = FaceDetector(device=device, crop="unsup3d", select="largest")
+            detector = FaceDetector(device=device, crop="unsup3d", select="all" if args.all_faces else "largest")
         except (ImportError, RuntimeError) as err:
             return fail(f"--detect: {err}")
     try:
@@ -93,7 +111,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         result = write_reconstructions(
             model, args.inputs, args.output, mesh=not args.no_mesh,
             animation=None if args.animation_format == "none" else args.animation_format, frames=args.frames,
-            batch_size=args.batch_size, overwrite=args.overwrite, detector=detector, on_record=report,
+            batch_size=args.batch_size, overwrite=args.overwrite, detector=detector, all_faces=args.all_faces,
+            on_record=report,
         )
     except OSError as err:  # the output folder or the summary cannot be written
         return fail(str(err))
@@ -170,9 +189,11 @@ def _encode(args: argparse.Namespace) -> int:
             rows = _on_main_process(detect, state)  # one detection pass; every process encodes the same rows
         else:
             rows = InputRows.from_paths(found.files)
+        faces = rows.faces if args.detect else None
         result = encode_records(
             model, rows.records, args.output, protocol=args.protocol, batch_size=args.batch_size, seed=args.seed,
-            flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, weights_name=args.weights,
+            flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, faces=faces,
+            weights_name=args.weights,
             progress=progress,
         )
     except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
@@ -218,7 +239,8 @@ def _add_model_io(parser: argparse.ArgumentParser, output_metavar: str, output_h
                         help="image file, folder (recursive), glob pattern (quoted) or @list.txt (one input a line)")
     parser.add_argument("-o", "--output", required=True, metavar=output_metavar, help=output_help)
     parser.add_argument("--weights", default="synthfaces-tiny", metavar="NAME|HUB-ID|DIR",
-                        help="built-in name, Hub id org/name[@revision] or local folder (default synthfaces-tiny)")
+                        help="bundled or registered name (latentface download --list), Hub id org/name[@revision] or "
+                        "local folder (default synthfaces-tiny)")
     parser.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
     parser.add_argument("--device", type=_device, help="torch device (default: cuda if available, else cpu)")
 
@@ -240,9 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder")
     convert.set_defaults(func=_convert)
 
+    download = sub.add_parser(
+        "download",
+        help="download, check, convert and cache registered weights (or list them)",
+        description="Fetch registered weights once: the file is downloaded (resuming an interrupted download; "
+        "LATENTFACE_DOWNLOAD_MIRROR=<base URL> replaces the origin, HF_HUB_OFFLINE=1 forbids it), checked, converted "
+        "and cached; later loads by name are offline. --list shows every name and whether it is cached.",
+    )
+    download.add_argument("name", nargs="?", help="registered name, e.g. unsup3d-celeba")
+    download.add_argument("--list", action="store_true", help="list bundled and registered weights, with cache state")
+    download.add_argument("--from", dest="source", metavar="PATH|URL",
+                          help="the file, for names without a download URL (latentface-official: diffusion_64.pth)")
+    download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the downloaded file")
+    download.add_argument("--cache-dir", metavar="DIR", help="cache folder (default $LATENTFACE_CACHE or "
+                          "~/.cache/latentface)")
+    download.add_argument("--force", action="store_true", help="download and convert again even when cached")
+    download.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="no progress bar (it is shown on stderr when that is a terminal)")
+    download.set_defaults(func=_download)
+
     info = sub.add_parser("info", help="print the config and model card of weights",
-                          description="Print the config and model card of a built-in name, local folder or Hub id.")
-    info.add_argument("weights", help="built-in name, local folder or Hub id org/name[@revision]")
+                          description="Print the config and model card of a bundled or registered name, local "
+                          "folder or Hub id (registered weights are downloaded first if needed).")
+    info.add_argument("weights", help="bundled or registered name, local folder or Hub id org/name[@revision]")
     info.add_argument("--revision", help="Hub branch, tag or commit")
     info.add_argument("--local-files-only", action="store_true", help="use the Hub cache only")
     info.set_defaults(func=_info)
@@ -277,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--batch-size", type=_positive_int, default=8, help="faces rendered at once (default 8)")
     reconstruct.add_argument("--detect", action="store_true",
                              help="crop each image to its largest detected face (needs the [face] extra)")
+    reconstruct.add_argument("--all-faces", action="store_true",
+                             help="with --detect: every face, recorded as PATH#k with files named <name>-face<k> "
+                             "(k = 0, 1, ..., largest first)")
     reconstruct.add_argument("--no-mesh", action="store_true", help="do not write the .obj mesh")
     reconstruct.add_argument("--animation-format", choices=("gif", "webp", "apng", "none"), default="gif",
                              help="turntable format (default gif; apng is written as <name>.turntable.png)")
@@ -289,14 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode face images to features or codes (.npz or .parquet), resumably",
         description="Encode every input image to the released FER or verification features, or to all codes\n"
         "(texture, shape, light, pose and their identity/expression parts), in one table: files, status, the\n"
-        "arrays and JSON metadata. Unreadable inputs get NaN rows and a status saying why. Finished batches are\n"
+        "arrays and JSON metadata; with --detect also each row's face_box, crop_box and face_confidence. Unreadable\n"
+        "inputs get NaN rows and a status saying why. Finished batches are\n"
         "kept beside the output, so an interrupted run resumes; a run whose output is up to date does nothing.\n"
         "Under `accelerate launch` the batches are shared between the processes.",
         epilog=ENCODE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_io(encode, "OUT", "output file, .npz or .parquet")
-    encode.add_argument("--protocol", choices=("fer", "verification", "codes"), default="fer",
+    encode.add_argument("--protocol", choices=ENCODE_PROTOCOLS, default="fer",
                         help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
                         "(default fer)")
     encode.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
@@ -320,8 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "convert" and args.unsup3d is None and args.rdm is None:
         parser.error("convert needs --unsup3d and/or --rdm")
-    if args.command == "encode" and args.all_faces and not args.detect:
-        parser.error("encode: --all-faces needs --detect")
+    if args.command == "download" and (args.name is None) == (not args.list):
+        parser.error("download needs a NAME, or --list")
+    if args.command in ("encode", "reconstruct") and args.all_faces and not args.detect:
+        parser.error(f"{args.command}: --all-faces needs --detect")
     if args.command == "encode" and not args.output.endswith((".npz", ".parquet")):
         parser.error(f"encode: the output must end with .npz or .parquet, got {args.output!r}")
     try:

@@ -8,8 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SAMPLERS = ("official", "ddim")
-RESIZE_MODES = ("stretch", "center_crop")
+from latentface.options import RESAMPLES, RESIZE_MODES, SAMPLERS, Resample, ResizeMode, Sampler, check_option
 
 
 @dataclass
@@ -24,8 +23,8 @@ class PreprocessConfig:
             ``"center_crop"`` first takes the largest centred square.
     """
 
-    resample: str = "bilinear"
-    resize_mode: str = "stretch"
+    resample: Resample = "bilinear"
+    resize_mode: ResizeMode = "stretch"
 
 
 @dataclass
@@ -84,7 +83,7 @@ class LatentFaceConfig:
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    sampler: str = "official"
+    sampler: Sampler = "official"
     sampling_steps: int = 5
     clip_sample: float | None = 1.0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -128,16 +127,11 @@ class LatentFaceConfig:
                 f"rdm_width must be a positive multiple of 2 * rdm_norm_groups={2 * self.rdm_norm_groups} (at least "
                 f"two channels per GroupNorm group), got {self.rdm_width}"
             )
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        check_option("sampler", self.sampler, SAMPLERS)
         if not 1 <= self.sampling_steps <= self.num_train_timesteps:
             raise ValueError(f"sampling_steps must be in [1, {self.num_train_timesteps}], got {self.sampling_steps}")
-        if self.preprocess.resize_mode not in RESIZE_MODES:
-            raise ValueError(
-                f"preprocess.resize_mode must be one of {RESIZE_MODES}, got {self.preprocess.resize_mode!r}"
-            )
-        if self.preprocess.resample not in ("bilinear", "bicubic"):
-            raise ValueError(f"preprocess.resample must be 'bilinear' or 'bicubic', got {self.preprocess.resample!r}")
+        check_option("preprocess.resize_mode", self.preprocess.resize_mode, RESIZE_MODES)
+        check_option("preprocess.resample", self.preprocess.resample, RESAMPLES)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; `from_dict` inverts it."""

@@ -224,6 +224,8 @@ def convert_checkpoints(
     unsup3d: str | os.PathLike | None = None,
     rdm: str | os.PathLike | None = None,
     overwrite: bool = False,
+    title: str = "LatentFace (converted official weights)",
+    notes: str | None = None,
 ) -> Path:
     """Convert official checkpoints into a LatentFace weights folder loadable by `LatentFace.from_pretrained`.
 
@@ -233,6 +235,8 @@ def convert_checkpoints(
         rdm: LatentFace ``diffusion_64.pth`` (netEA/netED, width 128 or 1024). If it also holds Stage-1 networks
             they are used when `unsup3d` is omitted, and must equal those of `unsup3d` when both are given.
         overwrite: allow writing into an existing non-empty folder.
+        title: heading of the model card.
+        notes: markdown added to the card's provenance (e.g. where an archive was downloaded from).
 
     Returns:
         The output folder.
@@ -325,10 +329,11 @@ def convert_checkpoints(
             "",
             *sources,
             "",
+            *([notes.strip(), ""] if notes else []),
             LICENCE_NOTE,
         ]
     )
-    card = model_card(config, title="LatentFace (converted official weights)", provenance=provenance)
+    card = model_card(config, title=title, provenance=provenance)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

@@ -15,3 +15,8 @@ class WeightsError(LatentFaceError):
 
 class CheckpointError(LatentFaceError):
     """An official checkpoint given to the converter is malformed (names the network, key and shape)."""
+
+
+class DownloadError(WeightsError):
+    """Weights could not be downloaded, or the download is not what was expected (names the URL or the file and
+    what is wrong)."""

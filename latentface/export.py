@@ -74,7 +74,7 @@ def mesh_arrays(depth: Tensor, fov: float, pose: Pose | None = None, center_dept
         depth: (H, W) depth map of a square image.
         fov: field of view in degrees.
         pose: optional pose applied to the mesh (`latentface.render.pose.transform_points`), e.g. the input view's
-            ``view_to_pose(codes.view[i:i+1], ...)`` squeezed; default: the mesh as the depth map places it.
+            ``view_to_pose(codes.pose[i:i+1], ...)`` squeezed; default: the mesh as the depth map places it.
         center_depth: depth of the pose's rotation centre (the config's ``rotation_center_depth``).
 
     Returns:

@@ -37,15 +37,19 @@ from tqdm.auto import tqdm
 
 from latentface import __version__
 from latentface.data.records import ImageRecord, load_record
-from latentface.errors import InvalidImageError, WeightsError
+from latentface.errors import InvalidImageError
+from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
+from latentface.hub import weights_digest
 from latentface.model import LatentFace
+from latentface.options import ENCODE_PROTOCOLS, EncodeProtocol, check_option
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 FORMAT_VERSION = 1
 """Version of the chunk and output layout; part of the key."""
 
-PROTOCOLS = ("fer", "verification", "codes")
+PROTOCOLS = ENCODE_PROTOCOLS
+"""Protocols of `encode_records` (`latentface.options.ENCODE_PROTOCOLS`)."""
 OUTPUT_SUFFIXES = (".npz", ".parquet")
 STAGE1_ARRAYS = ("texture", "shape", "light", "pose")
 """Arrays of the ``codes`` protocol from the Stage-1 encoders."""
@@ -93,16 +97,6 @@ class EncodeResult:
         return [(f, s) for f, s in zip(self.files, self.status, strict=True) if s != OK]
 
 
-def weights_digest(model: LatentFace) -> str:
-    """SHA-256 of a model's config and of every tensor (name, dtype, shape and bytes) of its state dict."""
-    digest = hashlib.sha256(model.config.to_json().encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def batch_seed(seed: int, index: int) -> int:
     """Seed of batch `index`'s generator: a 63-bit hash of ``(seed, index)``."""
     digest = hashlib.sha256(f"latentface-encode:{seed}:{index}".encode()).digest()
@@ -138,32 +132,50 @@ def cache_key(
     names: Sequence[str] | None = None,
     skip: Mapping[int, str] | None = None,
     min_side: int = DEFAULT_MIN_SIDE,
+    faces: Mapping[int, FaceBox] | None = None,
 ) -> str:
     """Key of an encoding job: what `encode_records` stores in its output, and the benchmarks' feature-cache key.
 
     Args:
         model: the weights (hashed by `weights_digest`).
         records: the inputs; their paths, labels, boxes, and the size and modification time of each file count.
-        protocol, seed, batch_size, flip, names, skip, min_side: as in `encode_records`.
+        protocol, seed, batch_size, flip, names, skip, min_side, faces: as in `encode_records`.
 
     Returns:
         A hex SHA-256.
     """
     names = _names(records, names)
     return _key(weights_digest(model), _settings(model, protocol, seed, batch_size, flip, min_side), records, names,
-                skip or {})
+                skip or {}, faces)
 
 
 def _key(weights: str, settings: Mapping[str, Any], records: Sequence[ImageRecord], names: Sequence[str],
-         skip: Mapping[int, str]) -> str:
+         skip: Mapping[int, str], faces: Mapping[int, FaceBox] | None) -> str:
     digest = hashlib.sha256(json.dumps({"weights": weights, "settings": settings}, sort_keys=True).encode())
     for i, (record, name) in enumerate(zip(records, names, strict=True)):
         path = Path(record.path)
         label = None if record.label is None else int(record.label)
         box = None if record.box is None else [int(v) for v in record.box]
         row = [name, str(path), label, box, skip.get(i), _file_stamp(path)]
+        if faces is not None:
+            row.append(faces[i].to_dict() if i in faces else None)
         digest.update(json.dumps(row).encode() + b"\n")
     return digest.hexdigest()
+
+
+FACE_ARRAYS = ("face_box", "crop_box", "face_confidence")
+"""Arrays written with ``faces``: detector box ``(x0, y0, x1, y1)``, crop box ``(x, y, w, h)`` and confidence per
+row, float32, NaN for rows without a face."""
+
+
+def _face_arrays(faces: Mapping[int, FaceBox], rows: int) -> dict[str, np.ndarray]:
+    arrays = {"face_box": np.full((rows, 4), np.nan, np.float32), "crop_box": np.full((rows, 4), np.nan, np.float32),
+              "face_confidence": np.full(rows, np.nan, np.float32)}
+    for i, face in faces.items():
+        arrays["face_box"][i] = face.box
+        arrays["crop_box"][i] = face.crop_box
+        arrays["face_confidence"][i] = face.confidence
+    return arrays
 
 
 def load_item(
@@ -233,11 +245,11 @@ def _run_model(model: LatentFace, batch: Tensor, protocol: str, generator: torch
         out = {"features": model.features(batch, protocol, generator=generator)}
     else:
         codes = model.encode_batch(batch.to(model.device, model.dtype))
-        out = {"texture": codes.albedo, "shape": codes.depth, "light": codes.light, "pose": codes.view}
+        out = {"texture": codes.texture, "shape": codes.shape, "light": codes.light, "pose": codes.pose}
         if model.config.has_rdm:
             parts = model.disentangle(codes, generator=generator)
-            out.update(texture_identity=parts.identity.albedo, texture_expression=parts.expression.albedo,
-                       shape_identity=parts.identity.depth, shape_expression=parts.expression.depth)
+            out.update(texture_identity=parts.identity.texture, texture_expression=parts.expression.texture,
+                       shape_identity=parts.identity.shape, shape_expression=parts.expression.shape)
     return {name: value.float().cpu().numpy() for name, value in out.items()}
 
 
@@ -426,8 +438,7 @@ def _names(records: Sequence[ImageRecord], names: Sequence[str] | None) -> list[
 
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,
                    skip: Mapping[int, str]) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_option("protocol", protocol, PROTOCOLS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if not records:
@@ -436,9 +447,8 @@ def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path,
         raise ValueError(f"output {str(out)!r} must end with one of {OUTPUT_SUFFIXES}")
     if out.suffix == ".parquet":
         _require_pyarrow(out)
-    if protocol != "codes" and not model.config.has_rdm:
-        raise WeightsError(f"protocol {protocol!r} needs weights with the Stage-2 RDM; these have none "
-                           "(protocol 'codes' gives their Stage-1 codes)")
+    if protocol != "codes":
+        model.require_rdm(f"protocol {protocol!r} (protocol 'codes' gives Stage-1 codes without it)")
     bad = [i for i in skip if not 0 <= i < len(records)]
     if bad:
         raise ValueError(f"skip names rows {bad} outside the {len(records)} records")
@@ -460,7 +470,7 @@ def _raise_if_any_failed(state: Any, failure: Exception | None) -> None:
 
 
 def _merge(out: Path, work: Path, key: str, rows: Sequence[range], widths: Mapping[str, int], names: Sequence[str],
-           records: Sequence[ImageRecord], metadata: dict[str, Any]) -> np.ndarray:
+           records: Sequence[ImageRecord], faces: Mapping[int, FaceBox] | None, metadata: dict[str, Any]) -> np.ndarray:
     """Join every chunk into the output table, write it atomically, remove the chunks; returns the statuses."""
     chunks = []
     for i, part in enumerate(rows):
@@ -472,6 +482,8 @@ def _merge(out: Path, work: Path, key: str, rows: Sequence[range], widths: Mappi
                                     "status": np.concatenate([c["status"] for c in chunks])}
     if any(record.label is not None for record in records):
         table["label"] = np.array([-1 if r.label is None else r.label for r in records], dtype=np.int64)
+    if faces is not None:
+        table.update(_face_arrays(faces, len(records)))
     table.update({name: np.concatenate([c[name] for c in chunks]) for name in widths})
     write_output(out, table, {**metadata, "rows": len(records), "ok": int((table["status"] == OK).sum()),
                               "arrays": list(widths)})
@@ -484,13 +496,14 @@ def encode_records(
     records: Sequence[ImageRecord],
     out_path: str | Path,
     *,
-    protocol: str = "fer",
+    protocol: EncodeProtocol = "fer",
     batch_size: int = 64,
     seed: int = 0,
     flip: bool = False,
     names: Sequence[str] | None = None,
     skip: Mapping[int, str] | None = None,
     min_side: int = DEFAULT_MIN_SIDE,
+    faces: Mapping[int, FaceBox] | None = None,
     work_dir: str | Path | None = None,
     weights_name: str | None = None,
     progress: bool = True,
@@ -509,6 +522,8 @@ def encode_records(
         names: row names (default: the record paths).
         skip: rows not to load, with the status to give them (e.g. ``"no face detected"``).
         min_side: smaller images or boxes are skipped.
+        faces: the detected face of each row that has one (`latentface.face_records.detect_rows`); when given,
+            the output also holds `FACE_ARRAYS`, so that every row maps back to its face.
         work_dir: chunk folder (default `default_work_dir`).
         weights_name: name of the weights, recorded in the metadata.
         progress: show a progress bar on stderr (main process only).
@@ -526,7 +541,10 @@ def encode_records(
     _check_request(model, records, out, protocol, batch_size, skip)
     names = _names(records, names)
     digest, settings = weights_digest(model), _settings(model, protocol, seed, batch_size, flip, min_side)
-    key = _key(digest, settings, records, names, skip)
+    bad = [i for i in faces or {} if not 0 <= i < len(records)]
+    if bad:
+        raise ValueError(f"faces names rows {bad} outside the {len(records)} records")
+    key = _key(digest, settings, records, names, skip, faces)
     found = _existing(out)
     if found is not None and found[1].get("key") == key:
         if work_dir is None:  # chunks left by a run stopped between writing the output and removing them
@@ -561,7 +579,7 @@ def encode_records(
     _raise_if_any_failed(state, failure)
     if state.is_main_process:
         try:
-            status = _merge(out, work, key, rows, widths, names, records, metadata={
+            status = _merge(out, work, key, rows, widths, names, records, faces, metadata={
                 "key": key, "weights": weights_name, "weights_digest": digest, "latentface_version": __version__,
                 **settings})
         except Exception as err:  # re-raised below, once the other processes are released

@@ -1,14 +1,15 @@
-"""Where weights come from and how they are written: built-in names, local dirs and Hub ids; strict loading.
+"""Where weights come from and how they are written: names, local dirs and Hub ids; strict loading.
 
 A weights folder holds ``config.json`` (`LatentFaceConfig`, preprocessing included), ``model.safetensors``
-and a model card ``README.md``. Names resolve in this order: an existing local directory, a built-in name
-(`list_pretrained`), a Hugging Face Hub id ``org/name``, optionally prefixed ``hf-hub:`` and suffixed
-``@revision``. Hub downloads go through huggingface_hub, so its cache, ``HF_HUB_OFFLINE`` and
-``HF_ENDPOINT`` apply.
+and a model card ``README.md``. Names resolve in this order: an existing local directory, a bundled name
+(`bundled_names`), a registered name (`latentface.pretrained.REGISTRY`: downloaded, converted and cached on first
+use), a Hugging Face Hub id ``org/name``, optionally prefixed ``hf-hub:`` and suffixed ``@revision``. Hub downloads
+go through huggingface_hub, so its cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` apply.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -30,7 +31,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_LISTED = 8
 
 
-def list_pretrained() -> list[str]:
+def bundled_names() -> list[str]:
     """Names of the weights shipped inside the package, loadable offline by `LatentFace.from_pretrained`."""
     if not BUILTIN_DIR.is_dir():
         return []
@@ -68,20 +69,31 @@ def resolve(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
 ) -> Path:
-    """Local folder holding the weights `name_or_path` refers to, downloading from the Hub when needed.
+    """Local folder holding the weights `name_or_path` refers to, downloading when needed.
+
+    Args:
+        name_or_path: a folder, a bundled or registered name, or a Hub id.
+        revision: Hub revision.
+        cache_dir: Hub cache for Hub ids; cache of converted weights for registered names
+            (`latentface.pretrained.cache_root`).
+        local_files_only: never download.
 
     Raises:
-        WeightsError: when nothing matches, or the Hub cannot provide the files (the Hub's own error chained).
+        WeightsError: when nothing matches, or the weights cannot be fetched (the cause chained).
     """
+    from latentface import pretrained
+
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return _check_folder(path)
     name = os.fspath(name_or_path)
-    if name in list_pretrained():
+    if name in bundled_names():
         return BUILTIN_DIR / name
+    if name in pretrained.REGISTRY:
+        return _check_folder(pretrained.resolve(name, cache_dir=cache_dir, local_files_only=local_files_only))
     if not (name.startswith("hf-hub:") or _HUB_ID.match(name.partition("@")[0])):
-        builtins = ", ".join(list_pretrained()) or "none installed"
-        raise WeightsError(f"{name!r} is not a local directory, a built-in name ({builtins}) or a Hub id 'org/name'")
+        raise WeightsError(f"{name!r} is not a local directory, a known name ({', '.join(pretrained.names())}) "
+                           "or a Hub id 'org/name'")
     repo_id, revision = parse_hub_id(name, revision)
     from huggingface_hub import hf_hub_download
 
@@ -151,6 +163,16 @@ def load_weights(module: nn.Module, folder: Path) -> None:
     module.load_state_dict({k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True,
                                     memory_format=torch.contiguous_format) for k, v in state.items()},
                            strict=True, assign=True)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict."""
+    digest = hashlib.sha256(model.config.to_json().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

@@ -1,12 +1,19 @@
 """Result containers: `FaceCodes`, `Latents`, `Disentangled`, `Rendering`.
 
+Names: the codes are ``texture``, ``shape`` (latents), ``light`` and ``pose``; the maps decoded from them are
+``albedo``, ``depth``, ``normal``, ``shading`` (`Rendering`). The former code names ``albedo``, ``depth`` and ``view``
+still work on `FaceCodes` and `Latents` (as attributes and keyword arguments) with a `DeprecationWarning`, until the
+next release.
+
 Each is a dataclass of batched tensors (first dimension = batch) with ``.to()``, ``.cpu()``, ``len()``,
-indexing/slicing along the batch, and ``type(x).cat([...])`` to join results of several calls.
+indexing/slicing along the batch, and ``type(x).cat([...])`` to join results of several calls. Each is registered
+as a pytree node, so `torch.export`, `torch.compile` and ``torch.utils._pytree`` flatten it to its tensors.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +22,31 @@ import torch
 from torch import Tensor
 
 T = TypeVar("T", bound="Batched")
+
+RENAMED = {"albedo": "texture", "depth": "shape", "view": "pose"}
+"""Former code names -> current ones (`FaceCodes`, `Latents`); the former are deprecated."""
+
+
+def _warn_renamed(cls: type, old: str) -> None:
+    warnings.warn(f"{cls.__name__}.{old} is deprecated and will be removed in the next release: use "
+                  f"{cls.__name__}.{RENAMED[old]} ({old!r} now names a map of `Rendering` only)",
+                  DeprecationWarning, stacklevel=3)
+
+
+def _with_current_names(cls: type, values: dict[str, Any], former: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments with former names (`RENAMED`) moved to the current ones, with a warning each."""
+    for old, value in former.items():
+        new = RENAMED.get(old)
+        if new is None or new not in values:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {old!r}")
+        if values[new] is not None:
+            raise TypeError(f"{cls.__name__}() got both {new!r} and its former name {old!r}")
+        _warn_renamed(cls, old)
+        values[new] = value
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise TypeError(f"{cls.__name__}() missing arguments: {', '.join(missing)}")
+    return values
 
 
 class Batched:
@@ -69,29 +101,70 @@ class Batched:
         return cls(**values)
 
 
-@dataclass
+@dataclass(init=False)
 class FaceCodes(Batched):
     """Stage-1 codes of a batch of faces.
 
     Attributes:
-        albedo: texture latent (B, 256), the albedo encoder's bottleneck after its ReLU.
-        depth: shape latent (B, 256), the depth encoder's bottleneck after its ReLU.
+        texture: texture latent (B, 256), the bottleneck (after its ReLU) of the encoder-decoder whose decoder
+            gives the albedo map.
+        shape: shape latent (B, 256), the bottleneck of the encoder-decoder whose decoder gives the depth map.
         light: raw light code (B, 4) in [-1, 1]: ambient, diffuse, direction x, direction y.
-        view: raw pose code (B, 6) in [-1, 1]: rotations x, y, z and translations x, y, z.
+        pose: raw pose code (B, 6) in [-1, 1]: rotations x, y, z and translations x, y, z.
     """
 
-    albedo: Tensor
-    depth: Tensor
+    texture: Tensor
+    shape: Tensor
     light: Tensor
-    view: Tensor
+    pose: Tensor
+
+    def __init__(self, texture: Tensor | None = None, shape: Tensor | None = None, light: Tensor | None = None,
+                 pose: Tensor | None = None, **former: Tensor) -> None:
+        values = _with_current_names(type(self), {"texture": texture, "shape": shape, "light": light, "pose": pose},
+                                     former)
+        self.texture, self.shape, self.light, self.pose = (values[k] for k in ("texture", "shape", "light", "pose"))
+
+    @property
+    def albedo(self) -> Tensor:
+        """Deprecated name of `texture`."""
+        _warn_renamed(type(self), "albedo")
+        return self.texture
+
+    @property
+    def depth(self) -> Tensor:
+        """Deprecated name of `shape`."""
+        _warn_renamed(type(self), "depth")
+        return self.shape
+
+    @property
+    def view(self) -> Tensor:
+        """Deprecated name of `pose`."""
+        _warn_renamed(type(self), "view")
+        return self.pose
 
 
-@dataclass
+@dataclass(init=False)
 class Latents(Batched):
-    """A texture (albedo) and a shape (depth) latent, each (B, 256)."""
+    """A texture and a shape latent, each (B, 256)."""
 
-    albedo: Tensor
-    depth: Tensor
+    texture: Tensor
+    shape: Tensor
+
+    def __init__(self, texture: Tensor | None = None, shape: Tensor | None = None, **former: Tensor) -> None:
+        values = _with_current_names(type(self), {"texture": texture, "shape": shape}, former)
+        self.texture, self.shape = values["texture"], values["shape"]
+
+    @property
+    def albedo(self) -> Tensor:
+        """Deprecated name of `texture`."""
+        _warn_renamed(type(self), "albedo")
+        return self.texture
+
+    @property
+    def depth(self) -> Tensor:
+        """Deprecated name of `shape`."""
+        _warn_renamed(type(self), "depth")
+        return self.shape
 
 
 @dataclass
@@ -135,3 +208,8 @@ class Rendering(Batched):
     normal: Tensor | None = None
     mask: Tensor | None = None
     grid: Tensor | None = None
+
+
+# Pytree nodes: torch.compile, torch.export and DistributedDataParallel see through the containers to their tensors.
+for _container in (FaceCodes, Latents, Disentangled, Rendering):
+    torch.export.register_dataclass(_container, serialized_type_name=f"latentface.{_container.__name__}")

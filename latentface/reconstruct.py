@@ -10,10 +10,13 @@ left, top and right. `write_reconstructions` writes, for every input face, into 
 - ``<name>.gif`` / ``<name>.webp`` / ``<name>.turntable.png`` (APNG): a looping yaw sweep
   (`latentface.visualize.turntable`);
 - ``reconstruct.json``: the status of every input (``done``, ``up-to-date``: its outputs already existed, or
-  ``error`` with the reason), its name and its outputs.
+  ``error`` with the reason), its name and its outputs, and with a face detector where its face is (detector box,
+  crop box, confidence).
 
 ``<name>`` is the input's file stem, made unique (``x``, ``x-2``, ...) when stems collide, or when one input's
-files would take another's names (case-insensitively). Every file is written atomically.
+files would take another's names (case-insensitively). With every face of each image (``all_faces``), the record
+of face k of ``dir/x.png`` is ``dir/x.png#k`` and its files are named ``x-face<k>``. Every file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +37,7 @@ from torch import Tensor
 
 from latentface.errors import InvalidImageError
 from latentface.export import save_obj
+from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
 from latentface.inputs import expand_inputs
 from latentface.preprocess import Images, read_image
@@ -123,8 +127,8 @@ def _panels(model: LatentFace, batch: Tensor, codes: FaceCodes, albedo: Tensor, 
             background: float) -> Tensor:
     """`reconstruction_panels` from decoded maps: the maps are decoded and the input view warped once."""
     cfg, renderer = model.config, model.renderer
-    view = form_image(albedo, depth, codes.light, codes.view, cfg, renderer=renderer)
-    frontal = form_image(albedo, depth, codes.light, torch.zeros_like(codes.view), cfg, renderer=renderer)
+    view = form_image(albedo, depth, codes.light, codes.pose, cfg, renderer=renderer)
+    frontal = form_image(albedo, depth, codes.light, torch.zeros_like(codes.pose), cfg, renderer=renderer)
     assert view.image is not None and view.mask is not None and view.grid is not None
     assert frontal.image is not None and frontal.mask is not None  # posed renderings always have them
     columns = [
@@ -293,9 +297,12 @@ def unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 class FaceCropLike(Protocol):
-    """A detected face: ``image`` is its square crop."""
+    """A detected face: ``image`` is its square crop, cut at ``crop_box`` around the detector's ``box``."""
 
     image: Image.Image
+    box: tuple[float, float, float, float]
+    crop_box: tuple[int, int, int, int]
+    confidence: float
 
 
 class FaceDetectorLike(Protocol):
@@ -314,6 +321,8 @@ class InputRecord:
         name: its output name (None when it matched no file).
         outputs: the files written or found, relative to the output folder.
         error: the reason, for ``"error"``.
+        face: with a detector, where the face is (`latentface.face_records.FaceBox.to_dict`: ``box``,
+            ``crop_box``, ``confidence``).
     """
 
     input: str
@@ -321,6 +330,7 @@ class InputRecord:
     name: str | None = None
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
+    face: dict[str, Any] | None = None
 
 
 @dataclass
@@ -340,10 +350,8 @@ class Reconstructions:
         return sum(r.status == status for r in self.records)
 
 
-def _load(path: Path, model: LatentFace, detector: FaceDetectorLike | None) -> Tensor:
-    """(1, 3, S, S) input batch of one file, cropped to its face when a detector is given."""
-    if detector is None:
-        return model.preprocess(path)
+def _detect(path: Path, detector: FaceDetectorLike) -> Sequence[FaceCropLike]:
+    """The faces the detector finds in one file (at least one)."""
     try:
         image = read_image(path)  # the detector converts any mode itself (16-bit scaled, not clipped)
     except InvalidImageError:
@@ -356,7 +364,17 @@ def _load(path: Path, model: LatentFace, detector: FaceDetectorLike | None) -> T
         raise InvalidImageError(f"face detection failed: {err}") from err
     if not crops:
         raise InvalidImageError("no face found")
-    return model.preprocess(crops[0].image)
+    return crops
+
+
+def _face_name(base: str, k: int, taken: set[str]) -> str:
+    """``<base>-face<k>``, made unique among `taken` (case-insensitively) and added to it."""
+    name, n = f"{base}-face{k}", 1
+    while name.casefold() in taken:
+        n += 1
+        name = f"{base}-face{k}-{n}"
+    taken.add(name.casefold())
+    return name
 
 
 def write_reconstructions(
@@ -372,6 +390,7 @@ def write_reconstructions(
     batch_size: int = 8,
     overwrite: bool = False,
     detector: FaceDetectorLike | None = None,
+    all_faces: bool = False,
     background: float = 1.0,
     on_record: Callable[[InputRecord], None] | None = None,
 ) -> Reconstructions:
@@ -392,8 +411,10 @@ def write_reconstructions(
         fps: turntable frames per second.
         batch_size: faces encoded and rendered at once.
         overwrite: redo faces whose outputs exist.
-        detector: face detector; each input is cropped to its first detected face, and an input without one
-            is an error. None: the whole image is the face.
+        detector: face detector; each input is cropped to its first detected face (every face with
+            `all_faces`), and an input without one is an error. None: the whole image is the face. With a detector
+            every input is searched, also when its outputs exist, so that every record says where its face is.
+        all_faces: one record and set of files per detected face (needs `detector`).
         background: gray value around the face in the posed renderings.
         on_record: called with each record once its input is dealt with (for progress reports; faces are
             finished a batch at a time, so not always in input order).
@@ -404,6 +425,8 @@ def write_reconstructions(
     Raises:
         ValueError: on a bad option.
     """
+    if all_faces and detector is None:
+        raise ValueError("all_faces needs a face detector")
     if animation is not None and animation not in ANIMATIONS:
         raise ValueError(f"animation must be one of {', '.join(ANIMATIONS)} or None, got {animation!r}")
     if frames < 1 or batch_size < 1:
@@ -424,27 +447,41 @@ def write_reconstructions(
                 finish(record)
             pending.clear()
 
-    for path, name in zip(expanded.files, unique_names(expanded.files), strict=True):
-        record = InputRecord(input=str(path), status="done", name=name,
-                             outputs=output_files(name, mesh=mesh, animation=animation))
-        records.append(record)
-        if not overwrite and all((out / f).is_file() for f in record.outputs):
-            record.status = "up-to-date"
-            finish(record)
-            continue
-        try:
-            pending.append((record, _load(path, model, detector)))
-        except InvalidImageError as err:
-            record.status, record.error, record.outputs = "error", str(err), []
-            finish(record)
-        if len(pending) == batch_size:
-            flush()
+    names = unique_names(expanded.files)
+    taken = {n.casefold() for n in names}
+    for path, name in zip(expanded.files, names, strict=True):
+        faces: Sequence[FaceCropLike | None] = [None]
+        if detector is not None:
+            try:
+                found = _detect(path, detector)
+            except InvalidImageError as err:
+                records.append(InputRecord(input=str(path), status="error", name=name, error=str(err)))
+                finish(records[-1])
+                continue
+            faces = found if all_faces else found[:1]
+        for k, face in enumerate(faces):
+            face_name = _face_name(name, k, taken) if all_faces else name
+            record = InputRecord(input=f"{path}#{k}" if all_faces else str(path), status="done", name=face_name,
+                                 outputs=output_files(face_name, mesh=mesh, animation=animation),
+                                 face=None if face is None else FaceBox.of(face).to_dict())
+            records.append(record)
+            if not overwrite and all((out / f).is_file() for f in record.outputs):
+                record.status = "up-to-date"
+                finish(record)
+                continue
+            try:
+                pending.append((record, model.preprocess(path if face is None else face.image)))
+            except InvalidImageError as err:
+                record.status, record.error, record.outputs = "error", str(err), []
+                finish(record)
+            if len(pending) == batch_size:
+                flush()
     flush()
     for spec, reason in expanded.problems:
         records.append(InputRecord(input=spec, status="error", error=reason))
         finish(records[-1])
     summary = _write_summary(out, records, mesh=mesh, animation=animation, frames=frames, max_yaw=max_yaw,
-                             detect=detector is not None)
+                             detect=detector is not None, all_faces=all_faces)
     return Reconstructions(records, summary)
 
 

@@ -229,7 +229,7 @@ def test_disentangle_features_match_the_model(one_thread) -> None:
     fer = model.features(images, protocol="fer", generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(whole["fer"], fer, rtol=1e-4, atol=1e-4)
     parts = model.disentangle(codes, generator=torch.Generator().manual_seed(5))
-    torch.testing.assert_close(whole["identity_texture"], parts.identity.albedo, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(whole["identity_texture"], parts.identity.texture, rtol=1e-4, atol=1e-4)
 
 
 def test_retrieval_chance_and_identity_halves() -> None:

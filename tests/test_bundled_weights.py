@@ -14,7 +14,7 @@ FACES = sorted((Path(__file__).resolve().parents[1] / "examples" / "faces").glob
 
 def test_synthfaces_tiny_loads_offline_and_is_small(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert "synthfaces-tiny" in list_pretrained()
+    assert ("synthfaces-tiny", "bundled", True) in [(r.name, r.kind, r.cached) for r in list_pretrained()]
     folder = resolve("synthfaces-tiny")
     assert (folder / WEIGHTS_NAME).stat().st_size <= 10 * 2**20
     model = LatentFace.from_pretrained("synthfaces-tiny")

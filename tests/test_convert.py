@@ -242,12 +242,12 @@ def _assert_codes_equivalent(model: LatentFace, official: Mapping[str, nn.Module
     x = faces * 2 - 1
     with torch.no_grad():
         codes = model.encode(faces)
-        for name, got in (("netA", codes.albedo), ("netD", codes.depth)):
+        for name, got in (("netA", codes.texture), ("netD", codes.shape)):
             ref = official[name].network[:OFFICIAL_DECODER_START](x).flatten(1)
             assert ref.std() > 1e-3 and (ref > 0).any()  # a meaningful, non-degenerate latent
             torch.testing.assert_close(got, ref)
         torch.testing.assert_close(codes.light, official["netL"](x))
-        torch.testing.assert_close(codes.view, official["netV"](x))
+        torch.testing.assert_close(codes.pose, official["netV"](x))
 
 
 def _assert_stage1_equivalent(model: LatentFace, official: Mapping[str, nn.Module], faces: Tensor) -> None:

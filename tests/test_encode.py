@@ -184,11 +184,11 @@ def test_codes_protocol(model, mixed_dir, tmp_path, capsys) -> None:
         k: (4, w) for k, w in widths.items()}
     assert meta["arrays"] == list(widths) and (arrays["status"] == OK).all()
     codes = model.encode([str(f) for f in arrays["files"]])
-    for name, ref in (("texture", codes.albedo), ("shape", codes.depth), ("light", codes.light),
-                      ("pose", codes.view)):
+    for name, ref in (("texture", codes.texture), ("shape", codes.shape), ("light", codes.light),
+                      ("pose", codes.pose)):
         np.testing.assert_allclose(arrays[name], ref.detach().numpy(), rtol=0, atol=1e-5)
     parts = model.disentangle(codes, generator=torch.Generator().manual_seed(batch_seed(5, 0)))
-    np.testing.assert_allclose(arrays["texture_identity"], parts.identity.albedo.detach().numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(arrays["texture_identity"], parts.identity.texture.detach().numpy(), rtol=0, atol=1e-5)
     np.testing.assert_array_equal(arrays["shape_expression"], arrays["shape"] - arrays["shape_identity"])
     assert "4 encoded, 0 skipped" in capsys.readouterr().out
 
@@ -201,7 +201,7 @@ def test_stage1_only_weights_give_stage1_codes(good_dir, tmp_path) -> None:
     result = encode_records(model, records, tmp_path / "c.npz", protocol="codes", progress=False)
     arrays, meta = _load(result.path)
     assert meta["arrays"] == list(STAGE1_ARRAYS) and set(arrays) == {"files", "status", *STAGE1_ARRAYS}
-    np.testing.assert_allclose(arrays["texture"], model.encode([r.path for r in records]).albedo.detach().numpy(),
+    np.testing.assert_allclose(arrays["texture"], model.encode([r.path for r in records]).texture.detach().numpy(),
                                rtol=0, atol=1e-5)
 
 
@@ -446,8 +446,10 @@ def test_parquet_round_trip(good_dir, tmp_path) -> None:
 
 
 class _FakeCrop:
-    def __init__(self, box: tuple[int, int, int, int]) -> None:
-        self.crop_box = box
+    def __init__(self, box: tuple[int, int, int, int], confidence: float = 0.95) -> None:
+        x, y, w, h = box
+        self.crop_box, self.confidence = box, confidence
+        self.box = (x + 0.5, y + 1.5, x + w - 0.5, y + h - 2.5)  # the detector's box, inside the crop
 
 
 class _FakeDetector:
@@ -466,7 +468,7 @@ class _FakeDetector:
             return []
         if w == h:
             return [_FakeCrop((4, 4, w - 8, h - 8))]
-        faces = [_FakeCrop((64, -2, 64, 68)), _FakeCrop((2, 0, 60, 64))]
+        faces = [_FakeCrop((64, -2, 64, 68), 0.99), _FakeCrop((2, 0, 60, 64), 0.91)]
         return faces if self.select == "all" else faces[:1]
 
 
@@ -494,9 +496,16 @@ def test_detect_pass_with_fake_detector(model, faces, tmp_path, monkeypatch, cap
     wide = np.concatenate([faces[1], faces[2]], axis=1)
     crops = [faces[0][4:60, 4:60], np.pad(wide, ((2, 2), (0, 0), (0, 0)), mode="edge")[:, 64:128],
              wide[:, 2:62]][: 1 + len(two)]
-    expected = model.encode([Image.fromarray(c) for c in crops]).albedo.detach().numpy()
+    expected = model.encode([Image.fromarray(c) for c in crops]).texture.detach().numpy()
     np.testing.assert_allclose(arrays["texture"][: len(crops)], expected, rtol=0, atol=1e-5)
     assert "c_none.png: no face detected" in capsys.readouterr().err
+    # Every row says where its face is (NaN without one), so path#k rows map back to their faces.
+    crop_boxes = [(4, 4, 56, 56), (64, -2, 64, 68), (2, 0, 60, 64)][: 1 + len(two)]
+    np.testing.assert_array_equal(arrays["crop_box"][: len(crop_boxes)], crop_boxes)
+    np.testing.assert_array_equal(arrays["face_box"][: len(crop_boxes)],
+                                  [(x + 0.5, y + 1.5, x + w - 0.5, y + h - 2.5) for x, y, w, h in crop_boxes])
+    np.testing.assert_allclose(arrays["face_confidence"][: len(crop_boxes)], [0.95, 0.99, 0.91][: len(crop_boxes)])
+    assert np.isnan(arrays["crop_box"][-2:]).all() and np.isnan(arrays["face_confidence"][-2:]).all()
 
 
 def test_detect_with_mtcnn(model, good_dir, tmp_path) -> None:
@@ -521,9 +530,12 @@ def test_detect_with_mtcnn(model, good_dir, tmp_path) -> None:
     assert main(["encode", str(folder), "-o", str(out), "--detect", "--protocol", "codes"]) == EXIT_ERROR
     arrays, _ = _load(out)
     assert arrays["status"].tolist() == [OK, OK, "no face detected"]
-    expected = model.encode(crops).albedo.detach().numpy()
+    np.testing.assert_array_equal(arrays["crop_box"][:2], [found[i][0].crop_box for i in with_face])
+    np.testing.assert_allclose(arrays["face_box"][:2], [found[i][0].box for i in with_face], rtol=1e-6)
+    assert (arrays["face_confidence"][:2] >= 0.9).all() and np.isnan(arrays["face_confidence"][2])
+    expected = model.encode(crops).texture.detach().numpy()
     np.testing.assert_allclose(arrays["texture"][:2], expected, rtol=0, atol=1e-5)
-    assert not np.allclose(arrays["texture"][:2], model.encode(paths).albedo.detach().numpy(), atol=1e-3)
+    assert not np.allclose(arrays["texture"][:2], model.encode(paths).texture.detach().numpy(), atol=1e-3)
 
 
 def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, tmp_path) -> None:

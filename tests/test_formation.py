@@ -122,7 +122,7 @@ def test_model_render_uses_the_shared_formation() -> None:
     codes = model.encode(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
     with torch.no_grad():
         albedo, depth = model.decode(codes)
-        expected = form_image(albedo, depth, codes.light, codes.view, model.config, flip=True)
+        expected = form_image(albedo, depth, codes.light, codes.pose, model.config, flip=True)
         out = model.render(codes, flip=True)
         views = model.render_views(codes, model.pose_code(yaw=[-20.0, 0.0, 20.0]))
         single = model.render(codes, view=model.pose_code(yaw=20.0))

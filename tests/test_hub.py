@@ -15,6 +15,7 @@ import torch
 from conftest import seeded_model, tiny_config
 
 from latentface import LatentFace, WeightsError, hub, list_pretrained
+from latentface.pretrained import REGISTRY
 
 
 def _save(tmp_path: Path, name: str = "weights") -> tuple[LatentFace, Path]:
@@ -104,7 +105,7 @@ def test_corrupt_or_incomplete_folders(tmp_path: Path) -> None:
 
 
 def test_unknown_names_fail_clearly(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="not a local directory, a built-in name"):
+    with pytest.raises(WeightsError, match="not a local directory, a known name .*synthfaces-tiny.*unsup3d-celeba"):
         LatentFace.from_pretrained(str(tmp_path / "nowhere" / "deeper" / "x"))
     with pytest.raises(WeightsError, match="pins revision"):
         hub.parse_hub_id("org/model@v1", revision="v2")
@@ -116,10 +117,14 @@ def test_builtin_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: 
     model, folder = _save(tmp_path / "builtin", "demo-weights")
     (tmp_path / "builtin" / "incomplete").mkdir()
     monkeypatch.setattr(hub, "BUILTIN_DIR", tmp_path / "builtin")
-    assert list_pretrained() == ["demo-weights"]
+    assert hub.bundled_names() == ["demo-weights"]
+    rows = list_pretrained(cache_dir=tmp_path / "cache")
+    assert [(r.name, r.kind, r.cached) for r in rows] == [("demo-weights", "bundled", True)] + [
+        (name, entry.kind, False) for name, entry in REGISTRY.items()]
+    assert rows[0].path == folder
     monkeypatch.chdir(tmp_path)  # a name, not a path relative to the working directory
     loaded = LatentFace.from_pretrained("demo-weights")
-    assert torch.equal(loaded.encode(images).albedo, model.encode(images).albedo)
+    assert torch.equal(loaded.encode(images).texture, model.encode(images).texture)
 
 
 def _hub_cache(cache: Path, repo_id: str, commit: str, folder: Path, ref: str = "main") -> None:
@@ -141,7 +146,7 @@ def test_offline_load_from_hub_cache(tmp_path: Path, images: torch.Tensor) -> No
     cache = tmp_path / "cache"
     _hub_cache(cache, "someone/latentface-tiny", "a" * 40, folder)
     torch.save(images, tmp_path / "images.pt")
-    torch.save(model.encode(images).albedo, tmp_path / "expected.pt")
+    torch.save(model.encode(images).texture, tmp_path / "expected.pt")
     script = f"""
 import torch
 from latentface import LatentFace, WeightsError
@@ -149,7 +154,7 @@ images = torch.load({str(tmp_path / 'images.pt')!r})
 expected = torch.load({str(tmp_path / 'expected.pt')!r})
 for name in ("someone/latentface-tiny", "hf-hub:someone/latentface-tiny@main", "someone/latentface-tiny@{'a' * 40}"):
     m = LatentFace.from_pretrained(name, cache_dir={str(cache)!r})
-    assert torch.equal(m.encode(images).albedo, expected), name
+    assert torch.equal(m.encode(images).texture, expected), name
 try:
     LatentFace.from_pretrained("someone/not-cached", cache_dir={str(cache)!r})
 except WeightsError as err:
@@ -163,28 +168,34 @@ else:
     assert "offline error: could not get weights 'someone/not-cached'" in result.stdout
 
 
-def test_push_to_hub_uploads_a_loadable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               images: torch.Tensor) -> None:
-    import huggingface_hub
+def _edit_through_data(model: LatentFace, images: torch.Tensor) -> None:
+    model.albedo_net.decoder[0].weight.data.mul_(1.01)  # no autograd version bump: the digest still sees it
 
-    calls: dict[str, object] = {}
 
-    def create_repo(self, repo_id: str, private: bool | None = None, exist_ok: bool = False):  # type: ignore[no-untyped-def]
-        calls["create"] = (repo_id, private, exist_ok)
+def _optimizer_step(model: LatentFace, images: torch.Tensor) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.train()
+    model(images).texture.sum().backward()
+    optimizer.step()
 
-    def upload_folder(self, *, repo_id: str, folder_path: str, revision: str | None, commit_message: str):  # type: ignore[no-untyped-def]
-        shutil.copytree(folder_path, tmp_path / "uploaded")
-        calls["upload"] = (repo_id, revision, commit_message)
-        return "commit-info"
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    model = seeded_model(tiny_config(), seed=4)
-    assert model.push_to_hub("me/tiny", revision="dev", private=True) == "commit-info"
-    assert calls["create"] == ("me/tiny", True, True)
-    assert calls["upload"] == ("me/tiny", "dev", "Upload LatentFace weights")
-    uploaded = LatentFace.from_pretrained(tmp_path / "uploaded")
-    assert torch.equal(uploaded.encode(images).depth, model.encode(images).depth)
+def _reconfigure(model: LatentFace, images: torch.Tensor) -> None:
+    model.config.sampler = "ddim"
+
+
+@pytest.mark.parametrize("change", [_edit_through_data, _optimizer_step, _reconfigure])
+def test_card_describes_the_model_as_it_is(tmp_path: Path, images: torch.Tensor, change) -> None:  # type: ignore[no-untyped-def]
+    model = LatentFace.from_pretrained("synthfaces-tiny")
+    original = model.model_card
+    assert original is not None and "## Scores" in original
+    model.save_pretrained(tmp_path / "same")
+    assert (tmp_path / "same" / "README.md").read_text() == original  # unchanged weights keep their card
+    change(model, images)
+    model.save_pretrained(tmp_path / "tuned")
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert "## Scores" not in card and "SIDE" not in card  # the parent's numbers describe other weights
+    assert "Derived from `synthfaces-tiny`" in card and "license: mit" in card
+    assert LatentFace.from_pretrained(tmp_path / "tuned").model_card == card
 
 
 def test_saving_is_byte_reproducible(tmp_path: Path) -> None:

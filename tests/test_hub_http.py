@@ -1,4 +1,5 @@
-"""`from_pretrained` through the real huggingface_hub client against a local server answering the Hub's endpoints."""
+"""`from_pretrained` and `push_to_hub` through the real huggingface_hub client against a local server answering the
+Hub's endpoints."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def test_download_revisions_and_cache(tmp_path: Path, monkeypatch: pytest.Monkey
         hub.add_commit("lab/latentface-tiny", _files(new, tmp_path / "new"))
 
         def load(name: str, **kw: object) -> torch.Tensor:
-            return LatentFace.from_pretrained(name, cache_dir=cache, **kw).encode(images).albedo  # type: ignore[arg-type]
+            return LatentFace.from_pretrained(name, cache_dir=cache, **kw).encode(images).texture  # type: ignore[arg-type]
 
-        expected_old, expected_new = old.encode(images).albedo, new.encode(images).albedo
+        expected_old, expected_new = old.encode(images).texture, new.encode(images).texture
         assert torch.equal(load("lab/latentface-tiny"), expected_new)
         assert torch.equal(load(f"lab/latentface-tiny@{first}"), expected_old)
         assert torch.equal(load("hf-hub:lab/latentface-tiny@v1"), expected_old)
@@ -72,3 +73,29 @@ def test_repo_without_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         hub.add_commit("lab/config-only", files)
         with pytest.raises(WeightsError, match="EntryNotFound"):
             LatentFace.from_pretrained("lab/config-only", cache_dir=tmp_path / "cache")
+
+
+def test_push_to_hub_creates_repo_and_branch_and_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             images: torch.Tensor) -> None:
+    model = seeded_model(tiny_config(), seed=4)
+    with FakeHub() as hub:
+        hub.patch_client(monkeypatch)
+        info = model.push_to_hub("me/tiny", revision="dev", private=True, commit_message="first weights")
+        branches = hub.branches("me/tiny")
+        assert hub.is_private("me/tiny") and info.oid == branches["dev"] != branches["main"]
+        assert set(hub.files("me/tiny", "main")) == {".gitattributes"}  # the default branch is untouched
+        assert set(hub.files("me/tiny", "dev")) == {".gitattributes", "README.md", "config.json", "model.safetensors"}
+        assert hub.message("me/tiny", info.oid) == "first weights"
+        loaded = LatentFace.from_pretrained("me/tiny@dev", cache_dir=tmp_path / "cache")
+        assert torch.equal(loaded.encode(images).texture, model.encode(images).texture)
+
+        # The branch exists now: the same weights make no commit, changed ones a commit on top of it.
+        assert model.push_to_hub("me/tiny", revision="dev").oid == info.oid
+        with torch.no_grad():
+            loaded.depth_net.encoder[0].weight.add_(0.01)
+        tuned = loaded.push_to_hub("me/tiny", revision="dev")
+        assert tuned.oid == hub.branches("me/tiny")["dev"] != info.oid
+        card = hub.files("me/tiny", "dev")["README.md"].decode()
+        assert "Derived from `me/tiny@dev`" in card
+        main = model.push_to_hub("me/tiny")  # no revision: the default branch
+        assert main.oid == hub.branches("me/tiny")["main"] and "model.safetensors" in hub.files("me/tiny")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import seeded_model, tiny_config
@@ -13,16 +15,16 @@ from latentface.render import canonical_depth, normals_from_depth
 def test_encode_shapes_and_ranges(tiny_model: LatentFace, images: torch.Tensor) -> None:
     codes = tiny_model.encode(images)
     assert isinstance(codes, FaceCodes) and len(codes) == 4
-    assert codes.albedo.shape == codes.depth.shape == (4, 32)
-    assert codes.light.shape == (4, 4) and codes.view.shape == (4, 6)
-    assert (codes.albedo >= 0).all() and (codes.depth >= 0).all()
-    assert codes.light.abs().max() <= 1 and codes.view.abs().max() <= 1
+    assert codes.texture.shape == codes.shape.shape == (4, 32)
+    assert codes.light.shape == (4, 4) and codes.pose.shape == (4, 6)
+    assert (codes.texture >= 0).all() and (codes.shape >= 0).all()
+    assert codes.light.abs().max() <= 1 and codes.pose.abs().max() <= 1
 
 
 def test_encode_uses_x_times_2_minus_1(tiny_model: LatentFace, images: torch.Tensor) -> None:
     codes = tiny_model.encode(images)
-    torch.testing.assert_close(codes.albedo, tiny_model.albedo_net.encoder(images * 2 - 1).flatten(1))
-    torch.testing.assert_close(codes.view, tiny_model.view_net(images * 2 - 1))
+    torch.testing.assert_close(codes.texture, tiny_model.albedo_net.encoder(images * 2 - 1).flatten(1))
+    torch.testing.assert_close(codes.pose, tiny_model.view_net(images * 2 - 1))
 
 
 def test_same_generator_same_result(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -30,8 +32,8 @@ def test_same_generator_same_result(tiny_model: LatentFace, images: torch.Tensor
     a = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(5))
     b = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(5))
     c = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(6))
-    assert torch.equal(a.identity.albedo, b.identity.albedo) and torch.equal(a.identity.depth, b.identity.depth)
-    assert not torch.equal(a.identity.albedo, c.identity.albedo)
+    assert torch.equal(a.identity.texture, b.identity.texture) and torch.equal(a.identity.shape, b.identity.shape)
+    assert not torch.equal(a.identity.texture, c.identity.texture)
     f1 = tiny_model.features(images, "fer", generator=torch.Generator().manual_seed(1))
     f2 = tiny_model.features(images, "fer", generator=torch.Generator().manual_seed(1))
     assert torch.equal(f1, f2)
@@ -40,11 +42,11 @@ def test_same_generator_same_result(tiny_model: LatentFace, images: torch.Tensor
 def test_explicit_noise_equals_generator_draw_order(tiny_model: LatentFace, images: torch.Tensor) -> None:
     codes = tiny_model.encode(images)
     gen = torch.Generator().manual_seed(9)
-    noise = Latents(albedo=torch.randn(4, 32, generator=gen), depth=torch.randn(4, 32, generator=gen))
+    noise = Latents(texture=torch.randn(4, 32, generator=gen), shape=torch.randn(4, 32, generator=gen))
     by_noise = tiny_model.disentangle(codes, noise=noise)
     by_gen = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(9))
-    assert torch.equal(by_noise.identity.albedo, by_gen.identity.albedo)
-    assert torch.equal(by_noise.identity.depth, by_gen.identity.depth)
+    assert torch.equal(by_noise.identity.texture, by_gen.identity.texture)
+    assert torch.equal(by_noise.identity.shape, by_gen.identity.shape)
     with pytest.raises(ValueError, match="noise shapes"):
         tiny_model.disentangle(codes, noise=noise[:2])
 
@@ -53,9 +55,9 @@ def test_identity_plus_expression_is_the_latent(tiny_model: LatentFace, images: 
     codes = tiny_model.encode(images)
     parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
     assert isinstance(parts, Disentangled)
-    torch.testing.assert_close(parts.identity.albedo + parts.expression.albedo, codes.albedo)
-    torch.testing.assert_close(parts.identity.depth + parts.expression.depth, codes.depth)
-    assert parts.identity.albedo.abs().max() <= 1.0  # official sampler ends with clamp(x0, -1, 1)
+    torch.testing.assert_close(parts.identity.texture + parts.expression.texture, codes.texture)
+    torch.testing.assert_close(parts.identity.shape + parts.expression.shape, codes.shape)
+    assert parts.identity.texture.abs().max() <= 1.0  # official sampler ends with clamp(x0, -1, 1)
 
 
 @pytest.mark.parametrize("steps,sampler", [(1, "official"), (10, "ddim"), (5, "ddim")])
@@ -65,8 +67,8 @@ def test_steps_and_sampler_options_change_results(
     codes = tiny_model.encode(images)
     default = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
     other = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0), steps=steps, sampler=sampler)
-    assert other.identity.albedo.shape == default.identity.albedo.shape
-    assert not torch.allclose(other.identity.albedo, default.identity.albedo)
+    assert other.identity.texture.shape == default.identity.texture.shape
+    assert not torch.allclose(other.identity.texture, default.identity.texture)
 
 
 def test_fer_features_released_definition(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -74,7 +76,7 @@ def test_fer_features_released_definition(tiny_model: LatentFace, images: torch.
     assert feats.shape == (4, tiny_model.num_features("fer")) == (4, 128)
     codes = tiny_model.encode(images)
     parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(2))
-    expected = torch.cat([parts.expression.albedo, codes.albedo, parts.expression.depth, codes.depth], 1)
+    expected = torch.cat([parts.expression.texture, codes.texture, parts.expression.shape, codes.shape], 1)
     torch.testing.assert_close(feats, expected)
 
 
@@ -86,7 +88,7 @@ def test_verification_features_released_definition(tiny_model: LatentFace, image
     for x in (images, torch.flip(images, dims=[3])):
         codes = tiny_model.encode(x)
         ident = tiny_model.disentangle(codes, generator=gen).identity
-        halves.append(torch.cat([ident.albedo, codes.albedo, ident.depth, codes.depth], 1))
+        halves.append(torch.cat([ident.texture, codes.texture, ident.shape, codes.shape], 1))
     torch.testing.assert_close(feats, torch.cat(halves, 1))
 
 
@@ -99,7 +101,7 @@ def test_stage1_only_model_cannot_disentangle(images: torch.Tensor) -> None:
     model = seeded_model(tiny_config(rdm_width=None))
     with pytest.raises(WeightsError, match="no RDM"):
         model.features(images)
-    assert model.encode(images).albedo.shape == (4, 32)
+    assert model.encode(images).texture.shape == (4, 32)
 
 
 def test_render_canonical_maps(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -128,9 +130,9 @@ def test_render_canonical_maps(tiny_model: LatentFace, images: torch.Tensor) -> 
 
 def test_render_is_differentiable(tiny_model: LatentFace, images: torch.Tensor) -> None:
     codes = tiny_model.encode(images)
-    latent = codes.albedo.detach().requires_grad_()
-    depth_latent = codes.depth.detach().requires_grad_()
-    out = tiny_model.render(FaceCodes(albedo=latent, depth=depth_latent, light=codes.light, view=codes.view))
+    latent = codes.texture.detach().requires_grad_()
+    depth_latent = codes.shape.detach().requires_grad_()
+    out = tiny_model.render(FaceCodes(texture=latent, shape=depth_latent, light=codes.light, pose=codes.pose))
     out.canonical_image.mean().backward()
     assert latent.grad is not None and latent.grad.abs().sum() > 0
     assert depth_latent.grad is not None and depth_latent.grad.abs().sum() > 0
@@ -172,11 +174,11 @@ def test_result_containers_index_cat_and_move(tiny_model: LatentFace, images: to
     codes = tiny_model.encode(images)
     parts = tiny_model.disentangle(codes, generator=torch.Generator().manual_seed(0))
     joined = FaceCodes.cat([codes[:2], codes[2:]])
-    assert torch.equal(joined.albedo, codes.albedo) and torch.equal(joined.view, codes.view)
-    assert len(parts[1]) == 1 and torch.equal(parts[-1].identity.depth, parts.identity.depth[3:])
-    assert torch.equal(Disentangled.cat([parts[:1], parts[1:]]).expression.albedo, parts.expression.albedo)
+    assert torch.equal(joined.texture, codes.texture) and torch.equal(joined.pose, codes.pose)
+    assert len(parts[1]) == 1 and torch.equal(parts[-1].identity.shape, parts.identity.shape[3:])
+    assert torch.equal(Disentangled.cat([parts[:1], parts[1:]]).expression.texture, parts.expression.texture)
     moved = codes.to(torch.float64).cpu().detach()
-    assert moved.albedo.dtype == torch.float64
+    assert moved.texture.dtype == torch.float64
 
 
 def test_render_posed_views(tiny_model: LatentFace, images: torch.Tensor) -> None:
@@ -218,3 +220,45 @@ def test_relighting(tiny_model: LatentFace, images: torch.Tensor) -> None:
     assert torch.equal(default.shading, tiny_model.render(codes, view=None, light=codes.light).shading)
     with pytest.raises(ValueError, match="light must have shape"):
         tiny_model.render(codes, light=torch.zeros(3))
+
+
+FORMER_NAMES = [(FaceCodes, "albedo", "texture"), (FaceCodes, "depth", "shape"), (FaceCodes, "view", "pose"),
+                (Latents, "albedo", "texture"), (Latents, "depth", "shape")]
+
+
+@pytest.mark.parametrize(("cls", "old", "new"), FORMER_NAMES, ids=[f"{c.__name__}.{o}" for c, o, _ in FORMER_NAMES])
+def test_former_code_names_work_with_a_deprecation_warning(tiny_model, images, cls, old: str, new: str) -> None:
+    codes = tiny_model.encode(images)
+    obj = codes if cls is FaceCodes else Latents(codes.texture, codes.shape)
+    with pytest.warns(DeprecationWarning, match=rf"{cls.__name__}\.{old} is deprecated .*: use {cls.__name__}\.{new}"):
+        assert getattr(obj, old) is getattr(obj, new)
+    kwargs = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    kwargs[old] = kwargs.pop(new)
+    with pytest.warns(DeprecationWarning, match=rf"{cls.__name__}\.{old} is deprecated"):
+        rebuilt = cls(**kwargs)
+    assert all(torch.equal(getattr(rebuilt, f.name), getattr(obj, f.name)) for f in dataclasses.fields(obj))
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda z: FaceCodes(texture=z, albedo=z, shape=z, light=z, pose=z), "both 'texture' and its former name"),
+        (lambda z: Latents(texture=z, shape=z, view=z), "unexpected keyword argument 'view'"),
+        (lambda z: FaceCodes(texture=z, shape=z), "missing arguments: light, pose"),
+    ],
+)
+def test_code_containers_check_their_arguments(make, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match=match):
+        make(torch.zeros(1, 2))
+
+
+@pytest.mark.filterwarnings("error:.*is deprecated and will be removed:DeprecationWarning")
+def test_the_package_itself_uses_the_current_names(tiny_model, images) -> None:
+    codes = tiny_model.encode(images)
+    generator = torch.Generator().manual_seed(0)
+    tiny_model.disentangle(codes, generator=generator)
+    tiny_model.render(codes, flip=True)
+    tiny_model.render_views(codes, tiny_model.pose_code(yaw=[0, 20]))
+    for protocol in ("fer", "verification"):
+        tiny_model.features(images, protocol, generator=generator)
+    FaceCodes.cat([codes[:2], codes[2:]]).to(torch.float64)

@@ -120,4 +120,4 @@ def test_error_names_the_bad_item(tmp_path: Path) -> None:
 
 def test_model_resizes_to_its_size(tiny_model: LatentFace) -> None:
     codes = tiny_model.encode([_rgb(100, 100), _rgb(48, 64)])
-    assert codes.albedo.shape == (2, 32)
+    assert codes.texture.shape == (2, 32)

@@ -225,23 +225,53 @@ def test_write_error_is_per_face(tmp_path, model) -> None:
 @dataclass
 class FakeCrop:
     image: Image.Image
+    box: tuple[float, float, float, float]
+    crop_box: tuple[int, int, int, int]
+    confidence: float
+
+
+def _fake_face(image: Image.Image, x: int, confidence: float) -> FakeCrop:
+    return FakeCrop(image.crop((x, 0, x + 48, 48)), (x + 2.5, 1.5, x + 45.5, 47.5), (x, 0, 48, 48), confidence)
 
 
 class FakeDetector:
-    """Finds a face in the top-left 48 x 48 square, except in images whose top-left pixel is pure white."""
+    """Finds a face in the top-left 48 x 48 square and, with ``select="all"``, one in the 48 x 48 square at x = 64 of
+    images at least 112 px wide; none in images whose top-left pixel is pure white."""
 
     def __init__(self, device: str | None = None, crop: str = "unsup3d", select: str = "largest") -> None:
-        assert crop == "unsup3d" and select == "largest"
+        assert crop == "unsup3d"
+        self.select = select
 
     def detect(self, image: Image.Image) -> list[FakeCrop]:
         assert image.mode == "RGB"
-        return [] if image.getpixel((0, 0)) == (255, 255, 255) else [FakeCrop(image.crop((0, 0, 48, 48)))]
+        if image.getpixel((0, 0)) == (255, 255, 255):
+            return []
+        faces = [_fake_face(image, 0, 0.99)]
+        if self.select == "all" and image.width >= 112:
+            faces.append(_fake_face(image, 64, 0.93))
+        return faces
 
 
-def test_detect_crops_to_the_face(tmp_path, monkeypatch, model) -> None:
+def _fake_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("latentface.preprocess.faces")
     fake.FaceDetector = FakeDetector  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "latentface.preprocess.faces", fake)
+
+
+def _input_panel(sheet_path: Path, size: int) -> np.ndarray:
+    """The input column of the first row of a sheet, at the model's resolution."""
+    scale = math.ceil(128 / size)
+    with Image.open(sheet_path) as sheet:
+        top = LABEL_HEIGHT + 2
+        return np.asarray(sheet)[top : top + size * scale : scale, 2 : 2 + size * scale : scale]
+
+
+def _as_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def test_detect_crops_to_the_face(tmp_path, monkeypatch, model) -> None:
+    _fake_detection(monkeypatch)
     Image.new("RGB", (64, 64), (255, 255, 255)).save(tmp_path / "blank.png")
     out = tmp_path / "out"
     argv = ["reconstruct", str(SAMPLES[0]), str(tmp_path / "blank.png"), "-o", str(out), "--detect", "--no-mesh",
@@ -249,14 +279,38 @@ def test_detect_crops_to_the_face(tmp_path, monkeypatch, model) -> None:
     assert main(argv) == EXIT_ERROR
     summary = json.loads((out / "reconstruct.json").read_text())
     assert [r["error"] for r in summary["inputs"]] == [None, "no face found"]
+    assert summary["inputs"][0]["face"] == {"box": [2.5, 1.5, 45.5, 47.5], "crop_box": [0, 0, 48, 48],
+                                            "confidence": 0.99}
     with Image.open(SAMPLES[0]) as im:
         crop = model.preprocess(im.convert("RGB").crop((0, 0, 48, 48)))[0]
-    size = model.config.image_size
-    scale = math.ceil(128 / size)
-    with Image.open(out / f"{SAMPLES[0].stem}.png") as sheet:
-        top = LABEL_HEIGHT + 2
-        panel = np.asarray(sheet)[top : top + size * scale : scale, 2 : 2 + size * scale : scale]
-    np.testing.assert_array_equal(panel, (crop.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    panel = _input_panel(out / f"{SAMPLES[0].stem}.png", model.config.image_size)
+    np.testing.assert_array_equal(panel, _as_uint8(crop))
+
+
+def test_all_faces_get_a_record_and_files_each(tmp_path, monkeypatch, model) -> None:
+    _fake_detection(monkeypatch)
+    pair = Image.new("RGB", (128, 64))
+    for x, sample in ((0, SAMPLES[0]), (64, SAMPLES[1])):
+        with Image.open(sample) as im:
+            pair.paste(im.convert("RGB").resize((64, 64)), (x, 0))
+    pair.save(tmp_path / "pair.png")
+    with Image.open(SAMPLES[2]) as im:
+        im.convert("RGB").resize((64, 64)).save(tmp_path / "single.png")  # too narrow for a second fake face
+    out = tmp_path / "out"
+    argv = ["reconstruct", str(tmp_path / "pair.png"), str(tmp_path / "single.png"), "-o", str(out), "--detect",
+            "--all-faces", "--no-mesh", "--animation-format", "none"]
+    for status in ("done", "up-to-date"):  # a re-run skips the rendering but still records every face
+        assert main(argv) == EXIT_OK
+        summary = json.loads((out / "reconstruct.json").read_text())
+        inputs = summary["inputs"]
+        assert [(r["input"], r["name"], r["status"]) for r in inputs] == [
+            (f"{tmp_path / 'pair.png'}#0", "pair-face0", status), (f"{tmp_path / 'pair.png'}#1", "pair-face1", status),
+            (f"{tmp_path / 'single.png'}#0", "single-face0", status)]
+        assert inputs[1]["face"] == {"box": [66.5, 1.5, 109.5, 47.5], "crop_box": [64, 0, 48, 48],
+                                     "confidence": 0.93}
+        assert summary["settings"]["all_faces"] is True and summary["counts"][status] == 3
+    crop = model.preprocess(pair.crop((64, 0, 112, 48)))[0]
+    np.testing.assert_array_equal(_input_panel(out / "pair-face1.png", model.config.image_size), _as_uint8(crop))
 
 
 @pytest.mark.parametrize(
@@ -278,7 +332,8 @@ def test_nothing_done(tmp_path, argv: list[str], capsys) -> None:
 
 @pytest.mark.parametrize("argv", [["reconstruct", "x.png"], ["reconstruct", "-o", "out"],
                                   ["reconstruct", "x.png", "-o", "o", "--frames", "0"],
-                                  ["reconstruct", "x.png", "-o", "o", "--animation-format", "mp4"]])
+                                  ["reconstruct", "x.png", "-o", "o", "--animation-format", "mp4"],
+                                  ["reconstruct", "x.png", "-o", "o", "--all-faces"]])
 def test_usage_errors(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)

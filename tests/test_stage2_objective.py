@@ -14,7 +14,7 @@ def test_targets_are_clip_means_and_stage1_gets_no_gradient() -> None:
     model = seeded_model(tiny_config())
     clips = torch.rand(2, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     out = Stage2Objective(model)(clips, generator=torch.Generator().manual_seed(1))
-    for name in ("albedo", "depth"):
+    for name in ("texture", "shape"):
         lat, tgt = getattr(out.latents, name).view(2, 4, -1), getattr(out.targets, name).view(2, 4, -1)
         torch.testing.assert_close(tgt, lat.mean(1, keepdim=True).expand_as(lat))
     out.loss.backward()

@@ -307,8 +307,8 @@ def test_select_views_picks_the_mirror_where_flipped() -> None:
     cache = ClipLatents(albedo, -albedo)
     batch = {"albedo": albedo, "depth": -albedo}
     picked = select_views(batch, torch.tensor([True, False]))
-    assert torch.equal(picked.albedo, torch.stack([albedo[0, 1], albedo[1, 0]]))
-    assert torch.equal(picked.depth, -picked.albedo) and cache.views == 2 and len(cache) == 2
+    assert torch.equal(picked.texture, torch.stack([albedo[0, 1], albedo[1, 0]]))
+    assert torch.equal(picked.shape, -picked.texture) and cache.views == 2 and len(cache) == 2
     with pytest.raises(ValueError, match="no mirrored latents"):
         select_views({"albedo": albedo[:, :1], "depth": albedo[:, :1]}, torch.tensor([True, False]))
     with pytest.raises(ValueError, match="N, V, T, D"):

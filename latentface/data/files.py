@@ -13,13 +13,11 @@ from pathlib import Path, PurePath
 
 import torch
 
+from latentface.options import RESAMPLES, RESIZE_MODES
 from latentface.preprocess import to_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 """Image file suffixes the readers list (compared case-insensitively)."""
-
-RESIZE_MODES = ("stretch", "center_crop")
-RESAMPLES = ("bilinear", "bicubic")
 
 _DIGITS = re.compile(r"(\d+)")
 

@@ -1,5 +1,6 @@
-"""Turning user images into the network's input: reading and converting images (`images`), face-crop geometry
-(`crops`) and MTCNN face detection (`faces`, needs ``pip install "latentface[face]"``).
+"""Turning user images into the network's input: reading and converting images (`images`), the picklable
+per-image transform for DataLoaders (`transform`), face-crop geometry (`crops`) and MTCNN face detection (`faces`,
+needs ``pip install "latentface[face]"``).
 
 The names of `crops` and `faces` are importable from here too; they load on first use, so importing this package
 stays light and never imports ``latentface.data`` (which itself imports this package).
@@ -21,6 +22,7 @@ from latentface.preprocess.images import (
     to_rgb8,
     upright,
 )
+from latentface.preprocess.transform import ImageTransform, create_transform
 
 _LAZY = {
     "CROPS": "crops",
@@ -34,8 +36,10 @@ _LAZY = {
 __all__ = [
     "MIN_IMAGE_SIDE",
     "ImageInput",
+    "ImageTransform",
     "Images",
     "check_image_size",
+    "create_transform",
     "read_image",
     "resize_square",
     "to_batch",

@@ -19,9 +19,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from latentface.options import RENDERERS
 from latentface.render.raster import Fragments, rasterize
-
-RENDERERS = ("native", "pytorch3d")
 
 Rasterizer = Callable[..., Fragments]
 

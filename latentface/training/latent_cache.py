@@ -57,7 +57,7 @@ def select_views(batch: dict[str, Tensor], flip: Tensor) -> Latents:
     if bool(view.any()) and batch["albedo"].shape[1] < 2:
         raise ValueError("a flip was drawn but the cache holds no mirrored latents (encoded with flip_prob = 0)")
     rows = torch.arange(len(view), device=view.device)
-    return Latents(albedo=batch["albedo"][rows, view], depth=batch["depth"][rows, view])
+    return Latents(texture=batch["albedo"][rows, view], shape=batch["depth"][rows, view])
 
 
 def cache_key(model: LatentFace, settings: dict[str, Any]) -> str:
@@ -98,8 +98,8 @@ def encode_clips(model: LatentFace, dataset: Dataset, *, mirror: bool, batch_siz
         b, t = clips.shape[:2]
         views = [clips, clips.flip(-1)] if mirror else [clips]
         codes = [model.encode_batch(v.flatten(0, 1)) for v in views]
-        albedo.append(torch.stack([c.albedo.view(b, t, -1) for c in codes], dim=1).float().cpu())
-        depth.append(torch.stack([c.depth.view(b, t, -1) for c in codes], dim=1).float().cpu())
+        albedo.append(torch.stack([c.texture.view(b, t, -1) for c in codes], dim=1).float().cpu())
+        depth.append(torch.stack([c.shape.view(b, t, -1) for c in codes], dim=1).float().cpu())
     return ClipLatents(torch.cat(albedo), torch.cat(depth)), skipped
 
 

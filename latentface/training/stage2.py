@@ -67,32 +67,32 @@ class Stage2Objective(nn.Module):
                 clips come as latents (the term needs the frames).
         """
         if isinstance(clips, Latents):
-            if clips.albedo.ndim != 3 or clips.albedo.shape != clips.depth.shape:
-                raise ValueError(f"clip latents must be (B, T, D), got {tuple(clips.albedo.shape)} and "
-                                 f"{tuple(clips.depth.shape)}")
-            b, t = clips.albedo.shape[:2]
+            if clips.texture.ndim != 3 or clips.texture.shape != clips.shape.shape:
+                raise ValueError(f"clip latents must be (B, T, D), got {tuple(clips.texture.shape)} and "
+                                 f"{tuple(clips.shape.shape)}")
+            b, t = clips.texture.shape[:2]
             codes = None
-            latents = Latents(albedo=clips.albedo.flatten(0, 1), depth=clips.depth.flatten(0, 1))
+            latents = Latents(texture=clips.texture.flatten(0, 1), shape=clips.shape.flatten(0, 1))
         else:
             if clips.ndim != 5:
                 raise ValueError(f"clips must be (B, T, 3, S, S), got {tuple(clips.shape)}")
             b, t = clips.shape[:2]
             with torch.no_grad():
                 codes = self.model.encode_batch(clips.flatten(0, 1))
-            latents = Latents(albedo=codes.albedo, depth=codes.depth)
+            latents = Latents(texture=codes.texture, shape=codes.shape)
         targets = Latents(**{
             name: getattr(latents, name).view(b, t, -1).mean(1, keepdim=True).expand(b, t, -1).reshape(b * t, -1)
-            for name in ("albedo", "depth")
+            for name in ("texture", "shape")
         })
         losses = {}
-        for name, rdm in (("albedo", self.model.albedo_rdm), ("depth", self.model.depth_rdm)):
+        for name, rdm in (("texture", self.model.albedo_rdm), ("shape", self.model.depth_rdm)):
             cond = getattr(latents, name)
             losses[name] = x0_loss(lambda x_t, steps, cond=cond, rdm=rdm: rdm(x_t, cond, steps),
                                    getattr(targets, name), self.model.schedule, generator, self.snr_gamma)
         logged = None
         if reconstruction and codes is not None:
             logged = self._first_light_reconstruction(clips, codes)
-        return Stage2Output(loss=losses["albedo"] + losses["depth"], albedo=losses["albedo"], depth=losses["depth"],
+        return Stage2Output(loss=losses["texture"] + losses["shape"], albedo=losses["texture"], depth=losses["shape"],
                             reconstruction=logged, latents=latents, targets=targets)
 
     @torch.no_grad()

@@ -320,7 +320,7 @@ class Trainer:
             cfg = self.config.loss
             lam_flip = 1.0 if self.state.epoch < cfg.lam_flip_start_epoch else cfg.lam_flip
             return self.objective(batch, lam_flip=lam_flip)
-        device = batch.albedo.device if isinstance(batch, Latents) else batch.device
+        device = batch.texture.device if isinstance(batch, Latents) else batch.device
         noise = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         step = self.state.step + 1  # the optimizer step this batch belongs to
         logged = step % self.config.log_every == 0 or step == self.total_steps
@@ -364,7 +364,7 @@ class Trainer:
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 if isinstance(images, Latents):
-                    frames = images.albedo.shape[:2].numel()
+                    frames = images.texture.shape[:2].numel()
                 else:
                     frames = len(images) * (images.shape[1] if images.ndim == 5 else 1)
                 seen += frames * acc.num_processes
