@@ -31,7 +31,7 @@ from torch import Tensor
 
 from latentface import LatentFace, LatentFaceConfig, Latents
 
-VALUES = ("codes.albedo", "codes.depth", "codes.light", "codes.view", "identity.albedo", "identity.depth",
+VALUES = ("codes.texture", "codes.shape", "codes.light", "codes.pose", "identity.texture", "identity.shape",
           "render.albedo", "render.canonical_depth", "render.shading", "render.image", "render.depth")
 """Compared outputs; ``render.image`` and ``render.depth`` over the pixels both masks cover."""
 
@@ -50,11 +50,12 @@ def outputs(model: LatentFace, images: Tensor, noise: Latents) -> dict[str, Tens
     device = model.device
     with torch.inference_mode(), exact_float32():
         codes = model.encode(images.to(device))
-        parts = model.disentangle(codes, noise=Latents(albedo=noise.albedo.to(device), depth=noise.depth.to(device)))
+        parts = model.disentangle(codes, noise=Latents(texture=noise.texture.to(device), shape=noise.shape.to(device)))
         rendering = model.render(codes, view="input")
     found = {
-        "codes.albedo": codes.albedo, "codes.depth": codes.depth, "codes.light": codes.light, "codes.view": codes.view,
-        "identity.albedo": parts.identity.albedo, "identity.depth": parts.identity.depth,
+        "codes.texture": codes.texture, "codes.shape": codes.shape, "codes.light": codes.light,
+        "codes.pose": codes.pose,
+        "identity.texture": parts.identity.texture, "identity.shape": parts.identity.shape,
         "render.albedo": rendering.albedo, "render.canonical_depth": rendering.canonical_depth,
         "render.shading": rendering.shading, "render.image": rendering.image, "render.depth": rendering.depth,
         "render.mask": rendering.mask,
@@ -130,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = LatentFace(LatentFaceConfig()).eval()
     gen = torch.Generator().manual_seed(args.seed)
     images = torch.rand(args.batch_size, 3, 64, 64, generator=gen)
-    noise = Latents(albedo=torch.randn(args.batch_size, 256, generator=gen),
-                    depth=torch.randn(args.batch_size, 256, generator=gen))
+    noise = Latents(texture=torch.randn(args.batch_size, 256, generator=gen),
+                    shape=torch.randn(args.batch_size, 256, generator=gen))
     on_cpu = outputs(model, images, noise)
     on_device = outputs(model.to(found[0]), images, noise)
     results = compare(on_cpu, on_device)

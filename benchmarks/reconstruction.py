@@ -245,7 +245,7 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
             coverage.append(per_method["model"][-1].pixels.double() / gt_only.clamp(min=1).double())
             gt_kept.append((batch.depth, batch.face_mask))
             if batch.pose is not None and batch.light is not None:
-                for key, value in (("view", codes.view), ("light", codes.light), ("true_pose", batch.pose),
+                for key, value in (("view", codes.pose), ("light", codes.light), ("true_pose", batch.pose),
                                    ("true_light", batch.light)):
                     factors[key].append(value.float())
             bar.update(len(batch.depth))

@@ -141,10 +141,10 @@ def check_equivalence(model: LatentFace, released: Released) -> float:
     with exact_float32():
         ref = released.latents(x, [n[:, :, None, None] for n in noise], use_clipped_model_output=True)
         codes = model.encode(x)
-        native = model.disentangle(codes, noise=Latents(albedo=noise[0], depth=noise[1]), sampler="ddim")
+        native = model.disentangle(codes, noise=Latents(texture=noise[0], shape=noise[1]), sampler="ddim")
     pairs = [
-        (ref[0][0], codes.albedo), (ref[1][0], codes.depth),
-        (ref[0][1], native.identity.albedo), (ref[1][1], native.identity.depth),
+        (ref[0][0], codes.texture), (ref[1][0], codes.shape),
+        (ref[0][1], native.identity.texture), (ref[1][1], native.identity.shape),
     ]
     return max((a.flatten(1).float() - b.float()).abs().max().item() for a, b in pairs)
 

@@ -58,8 +58,8 @@ def stage2_step(device: torch.device, clips: int, clip_length: int) -> Callable[
     optimizer = torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-4)
     gen = torch.Generator().manual_seed(1)
     dim = model.config.latent_dim
-    latents = Latents(albedo=torch.rand(clips, clip_length, dim, generator=gen).to(device),
-                      depth=torch.rand(clips, clip_length, dim, generator=gen).to(device))
+    latents = Latents(texture=torch.rand(clips, clip_length, dim, generator=gen).to(device),
+                      shape=torch.rand(clips, clip_length, dim, generator=gen).to(device))
     noise = torch.Generator(device=device).manual_seed(2)
 
     def step() -> None:

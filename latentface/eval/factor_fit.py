@@ -66,7 +66,7 @@ def pose_light_fits(view: Tensor, light: Tensor, true_angles: Tensor, true_light
     """Fits of predicted against true head angles (degrees) and light (strengths and direction).
 
     Args:
-        view: (N, 6) predicted pose codes (`FaceCodes.view`).
+        view: (N, 6) predicted pose codes (`FaceCodes.pose`).
         light: (N, 4) predicted light codes (`FaceCodes.light`).
         true_angles: (N, 3) true yaw, pitch, roll in degrees (`latentface.render.codes.pose_code` conventions).
         true_light: (N, 4) true ambient, diffuse strengths and light direction x, y (the direction being
