@@ -91,7 +91,7 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
     return f"{summary['mean'] * scale:.{digits}f} +- {summary['std'] * scale:.{digits}f}"
 
 
-PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1, "lam_perc": 1.0,
+PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1, "lam_perc": 1.0, "lam_flip": 0.5,
          "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1), "clip_sample": 1.0, "rdm_norm_groups": 32}
 """The released recipe values (optimisation, losses, depth range, RDM clamp and norm groups) the card compares with."""
 
@@ -117,8 +117,16 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     notes = [f"widths {model['ae_width']} (autoencoder) / {model['light_pose_width']} (light, pose), latent size "
              f"{model['latent_dim']}, RDM width {model['rdm_width']} (released: 64 / 32, 256, 128)"]
     if any(c.loss.lam_perc == 0 for c in stage1):
-        notes.append("no perceptual loss (`lam_perc = 0`: the ImageNet VGG16 weights cannot be downloaded where "
-                     "these weights are built)")
+        notes.append("no perceptual loss in some phases (`lam_perc = 0`)")
+    if any(c.loss.lam_perc != 0 and c.loss.perceptual_net != "vgg16" for c in stage1):
+        notes.append("perceptual loss on MTCNN's O-Net up to prelu3 (`loss.perceptual_net = \"onet\"`, the weights "
+                     "shipped with facenet-pytorch) instead of ImageNet VGG16 relu3_3, which cannot be downloaded "
+                     "where these weights are built")
+    flips = sorted({c.loss.lam_flip for c in stage1} - {PAPER["lam_flip"]})
+    if flips:
+        notes.append(f"flipped-branch weight {', '.join(f'{f:g}' for f in flips)} (`loss.lam_flip`; released 0.5)")
+    if any(c.data.cache_images for c in stage1):
+        notes.append("Stage-1 images rendered once and stored in 8 bits (`data.cache_images`)")
     if any(c.loss.lam_depth_sm != PAPER["lam_depth_sm"] for c in stage1):
         notes.append("Unsup3D's depth smoothness term in some phases (`lam_depth_sm`; 0 for its faces)")
     lrs = sorted({c.optim.lr for c in phases.values()} - {PAPER["lr"]})
@@ -182,7 +190,15 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
         f"{_ms(r['mean_depth']['mad'], 1, 1)} |",
         f"| constant depth | {_ms(r['constant_depth']['side'], 100)} | "
         f"{_ms(r['constant_depth']['mad'], 1, 1)} |", "",
+        f"Over the mean-depth baseline: SIDE {r['model']['side_ratio']:.2f}x, MAD {r['model']['mad_ratio']:.2f}x; the "
+        f"model's MAD is the lower on {100 * r['model']['mad_better']:.1f}% of the images.", "",
     ]
+    if r.get("pose_light"):
+        lines += ["Predicted pose and light against the true ones on the same images (least-squares slope of "
+                  "predicted on true, and correlation; slope 1 = recovered at the true scale):", "",
+                  "| factor | slope | r |", "|---|---:|---:|"]
+        lines += [f"| {name} | {fit['slope']:.3f} | {fit['r']:.3f} |" for name, fit in r["pose_light"].items()]
+        lines.append("")
     feats, chance = dis["results"]["features"], dis["results"]["chance"]
     lines += [
         f"Disentanglement, {dis['num_images']} images of {dis['settings']['data']['identities']} identities "
@@ -198,6 +214,17 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
             lines.append(f"| {name} | {f['retrieval']['top1']:.3f} | {f['retrieval']['mean_ap']:.3f} | {probe:.3f} |")
     lines += [f"| chance | {chance['retrieval']['top1']:.3f} | {chance['retrieval']['mean_ap']:.3f} | "
               f"{chance['probe']['majority_accuracy']:.3f} |", ""]
+    split = dis["results"].get("split")
+    if split:
+        lines += ["The split into identity and expression (differences to the raw latents, in points of probe accuracy "
+                  "and retrieval mAP):", "",
+                  "| latent | raw probe | identity probe - raw | expression probe - raw | identity mAP - raw |",
+                  "|---|---:|---:|---:|---:|"]
+        for part, row in split.items():
+            lines.append(f"| {part} | {row['raw_probe']:.3f} | {100 * row['identity_probe_minus_raw']:+.1f} | "
+                         f"{100 * row['expression_probe_minus_raw']:+.1f} | "
+                         f"{100 * row['identity_map_minus_raw']:+.1f} |")
+        lines.append("")
     if held is not None:
         h = held["results"]["features"]
         lines += ["Identity retrieval with the light and 2D offset of each identity's first image given to all its "
