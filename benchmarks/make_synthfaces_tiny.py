@@ -49,7 +49,7 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-PHASES = ("stage1", "stage1_smooth", "stage2")
+PHASES = ("stage1", "stage1_narrow", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 

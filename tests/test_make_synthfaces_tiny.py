@@ -29,13 +29,16 @@ def test_card_describes_the_phases_and_machine(gpu: str | None) -> None:
     text = build.card([["accelerate", "launch", "benchmarks/train.py"]], phases, model, _results("reconstruction"),
                       _results("disentangle"), machine)
     assert ("NVIDIA H200 GPU" if gpu else "2-core CPU") in text
-    s2, smooth = phases["stage2"], phases["stage1_smooth"]
+    s2, narrow = phases["stage2"], phases["stage1_narrow"]
     assert f"| stage2 | 2 | 1234 | {s2.optim.batch_size} | {s2.optim.lr:g} | - | - | - | {s2.seed} |" in text
-    assert (f"| stage1_smooth | 1 | {smooth.optim.max_steps} | {smooth.optim.batch_size} | {smooth.optim.lr:g} | "
-            f"{smooth.loss.lam_flip:g} | {smooth.loss.lam_perc:g} | {smooth.loss.lam_depth_sm:g} | {smooth.seed} |"
+    assert (f"| stage1_narrow | 1 | {narrow.optim.max_steps} | {narrow.optim.batch_size} | {narrow.optim.lr:g} | "
+            f"{narrow.loss.lam_flip:g} | {narrow.loss.lam_perc:g} | {narrow.loss.lam_depth_sm:g} | {narrow.seed} |"
             in text)
-    assert ("no perceptual loss" in text) == any(phases[p].loss.lam_perc == 0 for p in ("stage1", "stage1_smooth"))
-    assert f"Stage-1 batch {smooth.optim.batch_size} (released 64)" in text
+    stage1 = ("stage1", "stage1_narrow")
+    assert ("no perceptual loss" in text) == any(phases[p].loss.lam_perc == 0 for p in stage1)
+    assert ("O-Net" in text) == any(phases[p].loss.perceptual_net == "onet" for p in stage1)
+    assert ("flipped-branch weight" in text) == any(phases[p].loss.lam_flip != 0.5 for p in stage1)
+    assert f"Stage-1 batch {narrow.optim.batch_size} (released 64)" in text
     assert f"latent size {model['latent_dim']}" in text
 
 

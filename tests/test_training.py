@@ -207,9 +207,18 @@ def test_gradient_accumulation_and_bf16(tmp_path: Path) -> None:
     assert '"batch_in_epoch": 6' in state  # two micro-batches per optimizer step
 
 
-def test_stage1_init_with_model_settings_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="model settings"):
-        Trainer(_config(tmp_path, "init", f"init={tmp_path / 'weights'}"))
+def test_stage1_init_takes_image_formation_settings_but_not_other_networks(tmp_path: Path) -> None:
+    stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
+    narrow = load_config(None, [*TINY[1:], f"output_dir={tmp_path / 'narrow'}", f"init={stage1}",
+                                'model={"min_depth": 0.95, "max_depth": 1.05}'])
+    trainer = Trainer(narrow)
+    assert (trainer.model.config.min_depth, trainer.model.config.max_depth) == (0.95, 1.05)
+    base = LatentFace.from_pretrained(stage1)
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in base.state_dict().items())
+    wider = load_config(None, [*TINY[1:], f"output_dir={tmp_path / 'wider'}", f"init={stage1}",
+                               'model={"latent_dim": 64}'])
+    with pytest.raises(ValueError, match="change the networks"):
+        Trainer(wider)
 
 
 def test_stage2_reconstruction_term_only_on_logging_steps(tmp_path: Path, monkeypatch) -> None:

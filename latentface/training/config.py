@@ -125,8 +125,10 @@ class TrainConfig:
         stage: 1 (autoencoder) or 2 (RDM, Stage 1 frozen).
         output_dir: run folder (checkpoints, logs, images, the final weights in ``final/``).
         init: weights to start from (name, folder or Hub id); required for Stage 2 (the Stage-1 weights).
-        model: `LatentFaceConfig` fields for a new model (Stage 1), e.g. ``{"ae_width": 32}``; for Stage 2 the
-            RDM fields (``rdm_width``, ``clip_sample`` ...) applied to the init weights' config. TOML has no null:
+        model: `LatentFaceConfig` fields for a new model (Stage 1), e.g. ``{"ae_width": 32}``; with ``init`` in
+            Stage 1, fields that keep every tensor's shape (image formation, e.g. ``min_depth``, ``max_depth``)
+            applied to the init weights' config; for Stage 2 the RDM fields (``rdm_width``, ``clip_sample`` ...)
+            applied to the init weights' config. TOML has no null:
             the string ``"none"`` stands for None (e.g. ``clip_sample = "none"``).
         data, optim, loss: see `DataConfig`, `OptimConfig`, `LossConfig`.
         seed: seed of initialisation, data order, flips and diffusion noise.

@@ -83,9 +83,19 @@ def build_model(config: TrainConfig) -> LatentFace:
         if config.init is None:
             settings = config.model_settings()
             return LatentFace(dataclasses.replace(LatentFaceConfig(rdm_width=None), **settings)).train()
-        if config.model:
-            raise ValueError("model settings describe a new Stage-1 model; with init= the init weights' config is used")
-        return LatentFace.from_pretrained(config.init).train()
+        base = LatentFace.from_pretrained(config.init)
+        if not config.model:
+            return base.train()
+        # Settings that keep every tensor's shape (image formation: depth range, field of view, ...) may change.
+        model = LatentFace(dataclasses.replace(base.config, **config.model_settings()))
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        changed = sorted(k for k, v in base.state_dict().items() if shapes.get(k) != v.shape)
+        if changed or set(shapes) != set(base.state_dict()):
+            raise ValueError(f"model settings {sorted(config.model)} change the networks of the init weights "
+                             f"({(changed or sorted(set(shapes) ^ set(base.state_dict())))[:3]}); with init= only "
+                             "settings that keep every tensor (image formation, e.g. min_depth, max_depth) may change")
+        model.load_state_dict(base.state_dict())
+        return model.train()
     base = LatentFace.from_pretrained(config.init)
     model_config = dataclasses.replace(base.config, **({"rdm_width": 128} | config.model_settings()))
     if model_config.rdm_width is None:
