@@ -83,7 +83,10 @@ def test_reconstruction_end_to_end(weights: Path, tmp_path: Path) -> None:
     assert report["num_images"] == 8 and report["total_seconds"] > 0
     assert _finite(report["timing"]["model_seconds"])
     results = report["results"]
-    assert set(results) == {"model", "mean_depth", "constant_depth"}
+    assert set(results) == {"model", "mean_depth", "constant_depth", "pose_light"}
+    fits = results.pop("pose_light")
+    assert set(fits) == {"yaw", "pitch", "roll", "ambient", "diffuse", "light_x", "light_y"}
+    assert all(fit["count"] == 8 and _finite(fit["slope"]) and -1 <= fit["r"] <= 1 for fit in fits.values())
     for method, row in results.items():
         for metric in ("side", "mad"):
             summary = row[metric]

@@ -81,9 +81,9 @@ def test_compiled_networks_compute_the_same(monkeypatch: pytest.MonkeyPatch) -> 
         x = torch.rand(batch, 3, 64, 64, generator=g)
         noise = [torch.randn(batch, 256, generator=g) for _ in range(2)]
         codes = model.encode(x)
-        ident = model.disentangle(codes, noise=speed.Latents(albedo=noise[0], depth=noise[1])).identity
+        ident = model.disentangle(codes, noise=speed.Latents(texture=noise[0], shape=noise[1])).identity
         ref = released.latents(x, [n[:, :, None, None] for n in noise])
-        return [codes.albedo, codes.depth, codes.light, codes.view, ident.albedo, ident.depth, ref[0][1], ref[1][1]]
+        return [codes.texture, codes.shape, codes.light, codes.pose, ident.texture, ident.shape, ref[0][1], ref[1][1]]
 
     torch.set_num_threads(1)
     torch._dynamo.reset()
