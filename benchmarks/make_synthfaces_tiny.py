@@ -15,7 +15,6 @@ machine this script runs on: run every phase there (reused phases from elsewhere
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
 
 from latentface import LatentFace
@@ -257,7 +256,7 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = harness.new_parser(__doc__)
     p.add_argument("--work", type=Path, default=ROOT / "runs", help="folder of the training runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PHASE:KEY=VALUE",
                    help=f"override a config value of one phase ({', '.join(PHASES)}), e.g. stage1:optim.lr=1e-4")
@@ -283,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for script, args in EVALS.values()]
     devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
     model_config = json.loads((final / CONFIG_NAME).read_text())
-    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices), args.dtype, held)
+    text = card(commands, phases, model_config, recon, dis, harness.machine_info(devices), args.dtype, held)
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(weights / name, TARGET / name)
@@ -293,4 +292,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run(main)
