@@ -57,13 +57,34 @@ def _shown(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
-def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
-    """Train one phase unless its final weights exist; returns them and the command."""
+def train_command(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """The training run of one phase and the command that trains it (as the card shows it).
+
+    Args:
+        phase: one of `PHASES`.
+        work: folder of the training runs.
+        init: final weights of the previous phase, or None for the first.
+        overrides: ``KEY=VALUE`` config overrides of this phase.
+
+    Returns:
+        The run folder and the command.
+    """
     out = (work / f"synthfaces-tiny-{phase.replace('_', '-')}").resolve()
     config = f"benchmarks/configs/synthfaces_tiny_{phase}.toml"
     cmd = ["accelerate", "launch", "benchmarks/train.py", "--config", config, f"output_dir={_shown(out)}"]
     cmd += [f"init={_shown(init)}"] if init is not None else []
-    cmd += list(overrides)
+    return out, cmd + list(overrides)
+
+
+def eval_commands() -> list[list[str]]:
+    """The scoring commands of the card, one per entry of `EVALS`, as a user runs them on the bundled weights."""
+    return [["python", f"benchmarks/{script}.py", "--weights", "synthfaces-tiny", *args]
+            for script, args in EVALS.values()]
+
+
+def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """Train one phase unless its final weights exist; returns them and the command (`train_command`)."""
+    out, cmd = train_command(phase, work, init, overrides)
     if not (out / "final" / WEIGHTS_NAME).is_file():
         run([sys.executable, *cmd[2:]])
     elif overrides:
@@ -278,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recon = evaluate(weights, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
     dis = evaluate(weights, "disentangle", "final")
     held = evaluate(weights, "disentangle-held", "final")
-    commands += [["python", f"benchmarks/{script}.py", "--weights", "synthfaces-tiny", *args]
-                 for script, args in EVALS.values()]
+    commands += eval_commands()
     devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
     model_config = json.loads((final / CONFIG_NAME).read_text())
     text = card(commands, phases, model_config, recon, dis, harness.machine_info(devices), args.dtype, held)

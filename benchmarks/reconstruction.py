@@ -13,8 +13,10 @@ eroded by one pixel (a baseline covers every pixel):
 * ``mean_depth``: the average ground-truth depth map of the evaluated set (every pixel, background included),
   predicted for every image.
 
-The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``) and the
-share of images where the model's MAD is below the baseline's on the same image (``mad_better``). Where the
+The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``), the
+share of images where the model's MAD is below the baseline's on the same image (``mad_better``), and the model's
+SIDE and MAD of every image in data order (``per_image``; null for an image left out), which pin the report to the
+weights: the tests re-measure the first images with the bundled weights and compare. Where the
 ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
 and roll (degrees), ambient and diffuse strengths and light direction (x, y of ``normalise([x, y, 1])``) are fitted
 against the true ones (`latentface.eval.pose_light_fits`: slope and correlation; slope 1 = the true scale).
@@ -260,6 +262,7 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
         results[method]["pixels_per_image"] = float(pixels.mean())
     results["model"]["mask_coverage"] = float(torch.cat(coverage).mean())
     results["model"] |= _against_mean_depth(per_method["model"], per_method["mean_depth"])
+    results["model"]["per_image"] = per_image(per_method["model"])
     images = sum(len(d) for d, _ in gt_kept)
     counted = sum(len(v) for v in factors["view"])
     if counted == images and images >= 2:
@@ -283,6 +286,19 @@ def _against_mean_depth(model: list[DepthMetrics], baseline: list[DepthMetrics])
     both = ours.isfinite() & theirs.isfinite()
     out["mad_better"] = float((ours[both] < theirs[both]).double().mean()) if both.any() else None
     return out
+
+
+def per_image(metrics: list[DepthMetrics]) -> dict[str, list[float | None]]:
+    """SIDE and MAD of every image, in data order (NaN, an empty evaluation mask, as None).
+
+    Args:
+        metrics: the per-batch metrics, in data order.
+
+    Returns:
+        ``{"side": [...], "mad": [...]}``, one value per image.
+    """
+    return {name: [finite(v) for v in torch.cat([getattr(b, name) for b in metrics]).double().tolist()]
+            for name in METRICS}
 
 
 def _fit(fit: LinearFit) -> dict[str, Any]:
