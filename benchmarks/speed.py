@@ -8,7 +8,7 @@ For each device, RDM width and batch size it measures images per second of:
   (verification also runs the horizontally flipped image);
 * ``released_encode_disentangle``: what the official code (``model/model_expr.py``, ``identity_test.py``)
   does for one feature with the same weights: the full texture and shape encoder-decoders (encoder and
-  decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, 256, 1, 1) tensors
+  decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, latent_dim, 1, 1) tensors
   driven by ``DDIMScheduler(prediction_type="sample")`` for 5 steps.
 
 Each point is timed for every requested dtype (``--dtype float32 bfloat16``: parameters and inputs cast) and
@@ -102,11 +102,12 @@ class Released:
 
     def latents(self, x: Tensor, noise: Sequence[Tensor] | None = None,
                 use_clipped_model_output: bool = False) -> list[tuple[Tensor, Tensor]]:
-        """(code, identity) for texture and shape of images `x` (B, 3, 64, 64) in [0, 1], each (B, 256, 1, 1).
+        """(code, identity) for texture and shape of images `x` (B, 3, 64, 64) in [0, 1], each (B, D, 1, 1) with D
+        the model's ``config.latent_dim``.
 
         Args:
             x: images in [0, 1] on the model's device.
-            noise: start noise per latent, (B, 256, 1, 1) each; drawn as the released code does when omitted.
+            noise: start noise per latent, (B, D, 1, 1) each; drawn as the released code does when omitted.
             use_clipped_model_output: passed to ``DDIMScheduler.step`` (the released code leaves it False).
         """
         out = []
@@ -122,7 +123,7 @@ class Released:
         return out
 
     def fer_feature(self, x: Tensor) -> Tensor:
-        """The released FER embedding [texture - identity, texture, shape - identity, shape], (B, 1024)."""
+        """The released FER embedding [texture - identity, texture, shape - identity, shape], (B, 4 D)."""
         (albedo, neutral_a), (shape, neutral_d) = self.latents(x)
         return torch.cat([(albedo - neutral_a).flatten(1), albedo.flatten(1), (shape - neutral_d).flatten(1),
                           shape.flatten(1)], dim=-1)

@@ -1,7 +1,7 @@
 """Stage-2 training throughput on cached latents: one optimizer step of the RDMs per call, Stage 1 frozen.
 
 For each device and batch of clips, a step is what the trainer does with ``data.cache_latents``: the
-`latentface.training.stage2.Stage2Objective` loss (released SNR weighting) of (B, T, 256) texture and shape
+`latentface.training.stage2.Stage2Objective` loss (released SNR weighting) of (B, T, latent_dim) texture and shape
 latents already on the device, backward, gradient-norm clip 1.0 and Adam (lr 1e-4, weight decay 5e-4) over both
 RDMs at the released width 128: the released recipe (`benchmarks/configs/stage2_voxceleb.toml`, one 16-frame clip
 per step). Latents and weights are random (speed does not depend on their values). Throughput is frames (images)
