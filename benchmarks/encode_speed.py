@@ -37,8 +37,7 @@ from latentface.cli import main as cli_main
 from latentface.data.synthfaces import SynthFacesImages
 from latentface.errors import WeightsError
 from latentface.extract import OK, load_output
-
-PROTOCOLS = ("fer", "verification", "codes")
+from latentface.options import ENCODE_PROTOCOLS
 
 
 def write_images(folder: Path, count: int, canvas: int | None, seed: int) -> None:
@@ -90,7 +89,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--detect-images", type=int, default=64, help="images per --detect run (0: skip detection)")
     p.add_argument("--canvas", type=int, default=640, help="width of the photos the --detect run searches")
     p.add_argument("--batch-size", type=int, default=64, help="encode batch size")
-    p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS), help="protocols to time")
+    p.add_argument("--protocols", nargs="+", choices=ENCODE_PROTOCOLS, default=list(ENCODE_PROTOCOLS),
+                   help="protocols to time")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (the median is reported)")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces seed")
     harness.add_run_options(p, "encode-speed")

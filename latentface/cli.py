@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
-from latentface.options import ENCODE_PROTOCOLS
+from latentface.options import ENCODE_PROTOCOLS, OUTPUT_SUFFIXES
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENCODE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_io(encode, "OUT", "output file, .npz or .parquet")
+    _add_model_io(encode, "OUT", f"output file, {' or '.join(OUTPUT_SUFFIXES)}")
     encode.add_argument("--protocol", choices=ENCODE_PROTOCOLS, default="fer",
                         help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
                         "(default fer)")
@@ -370,8 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("download needs a NAME, or --list")
     if args.command in ("encode", "reconstruct") and args.all_faces and not args.detect:
         parser.error(f"{args.command}: --all-faces needs --detect")
-    if args.command == "encode" and not args.output.endswith((".npz", ".parquet")):
-        parser.error(f"encode: the output must end with .npz or .parquet, got {args.output!r}")
+    if args.command == "encode" and not args.output.endswith(OUTPUT_SUFFIXES):
+        parser.error(f"encode: the output must end with {' or '.join(OUTPUT_SUFFIXES)}, got {args.output!r}")
     try:
         return args.func(args)
     except (LatentFaceError, OSError) as err:

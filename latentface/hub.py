@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import safetensors.torch
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
@@ -165,14 +166,31 @@ def load_weights(module: nn.Module, folder: Path) -> None:
                            strict=True, assign=True)
 
 
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict."""
-    digest = hashlib.sha256(model.config.to_json().encode())
-    for name, tensor in sorted(model.state_dict().items()):
+def state_digest(header: str, state: Mapping[str, Tensor], *, skip: tuple[str, ...] = ()) -> str:
+    """SHA-256 of a text header and of tensors: name, dtype, shape and bytes of each, in name order.
+
+    Args:
+        header: text hashed first (a configuration, the settings a cache depends on).
+        state: named tensors (a state dict).
+        skip: name prefixes of tensors left out.
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256(header.encode())
+    for name, tensor in sorted(state.items()):
+        if name.startswith(skip):
+            continue
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
         digest.update(flat.view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict
+    (`state_digest` with the configuration's JSON as header)."""
+    return state_digest(model.config.to_json(), model.state_dict())
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

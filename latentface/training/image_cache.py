@@ -41,8 +41,15 @@ class CachedImages(Dataset):
         return [{"image": image} for image in (self.images[indices].float() / 255)]
 
 
-def cache_key(settings: dict[str, Any]) -> str:
-    """Hash of the settings that decide which images are read."""
+def image_cache_key(settings: dict[str, Any]) -> str:
+    """Hash of the settings that decide which images are read.
+
+    Args:
+        settings: JSON-serialisable data settings and image size.
+
+    Returns:
+        The SHA-256 hex digest of their sorted JSON.
+    """
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

@@ -5,7 +5,6 @@ every clip at every step. The losses are the same (Stage 1 is frozen); what chan
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from latentface.fileio import write_atomic
+from latentface.hub import state_digest
 from latentface.model import LatentFace
 from latentface.outputs import Latents
 from latentface.training.data import batch_tensor, skipped_files
@@ -60,15 +60,17 @@ def select_views(batch: dict[str, Tensor], flip: Tensor) -> Latents:
     return Latents(texture=batch["albedo"][rows, view], shape=batch["depth"][rows, view])
 
 
-def cache_key(model: LatentFace, settings: dict[str, Any]) -> str:
-    """Hash of the Stage-1 weights (the RDMs excluded) and of the settings that decide which clips are encoded."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith(("albedo_rdm.", "depth_rdm.")):
-            continue
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+def latent_cache_key(model: LatentFace, settings: dict[str, Any]) -> str:
+    """Hash of the settings that decide which clips are encoded and of the Stage-1 weights (the RDMs excluded).
+
+    Args:
+        model: the model whose frozen Stage 1 encodes the clips.
+        settings: JSON-serialisable data and encoding settings.
+
+    Returns:
+        `latentface.hub.state_digest` of the settings (sorted JSON) and the Stage-1 tensors.
+    """
+    return state_digest(json.dumps(settings, sort_keys=True), model.state_dict(), skip=("albedo_rdm.", "depth_rdm."))
 
 
 @torch.no_grad()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -41,16 +40,15 @@ from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
 from latentface.model import LatentFace
 from latentface.outputs import Latents
+from latentface.seeding import hashed_generator
 from latentface.training.config import TrainConfig
 from latentface.training.data import batch_tensor, build_dataset, skipped_files
 from latentface.training.image_cache import CACHE_FILE as IMAGE_CACHE
-from latentface.training.image_cache import CachedImages, read_images
-from latentface.training.image_cache import cache_key as image_cache_key
+from latentface.training.image_cache import CachedImages, image_cache_key, read_images
 from latentface.training.image_cache import load_cache as load_images
 from latentface.training.image_cache import save_cache as save_images
 from latentface.training.latent_cache import CACHE_FILE as LATENT_CACHE
-from latentface.training.latent_cache import ClipLatents, encode_clips, select_views
-from latentface.training.latent_cache import cache_key as latent_cache_key
+from latentface.training.latent_cache import ClipLatents, encode_clips, latent_cache_key, select_views
 from latentface.training.latent_cache import load_cache as load_latents
 from latentface.training.latent_cache import save_cache as save_latents
 from latentface.training.losses import PerceptualLoss, perceptual_loss
@@ -73,8 +71,7 @@ class TrainerState:
 
 def _step_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded by a hash of the seed and keys (independent streams per process, epoch, batch)."""
-    digest = hashlib.sha256(json.dumps([seed, *keys]).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return hashed_generator(json.dumps([seed, *keys]), "sha256")
 
 
 def build_model(config: TrainConfig) -> LatentFace:

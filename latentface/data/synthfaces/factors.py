@@ -16,13 +16,14 @@ Every random draw comes from its own `torch.Generator`, seeded by a hash of ``(s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from latentface.seeding import hashed_generator
 
 SPLITS = ("train", "val", "test")
 
@@ -286,10 +287,8 @@ def split_code(split: str) -> int:
 
 
 def stream(seed: int, split: str, *key: int | str) -> torch.Generator:
-    """A CPU generator seeded by a stable hash of ``(seed, split, *key)``."""
-    text = "/".join(str(part) for part in (seed, check_split(split), *key))
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    """A CPU generator seeded by a stable hash of ``(seed, split, *key)`` (`latentface.seeding.hashed_generator`)."""
+    return hashed_generator("/".join(str(part) for part in (seed, check_split(split), *key)))
 
 
 def _uniform(generator: torch.Generator, n: int) -> Tensor:
