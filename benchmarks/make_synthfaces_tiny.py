@@ -29,7 +29,7 @@ import torch
 from latentface import LatentFace
 from latentface.fileio import write_atomic
 from latentface.hub import CONFIG_NAME, WEIGHTS_NAME
-from latentface.training.config import TrainConfig, load_config
+from latentface.training.config import TrainConfig, load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "benchmarks" / "configs"
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for phase in PHASES:
         final, cmd = train(phase, args.work, final, overrides[phase])
         commands.append(cmd)
-        phases[phase] = load_config(final.parent / "config.toml")
+        phases[phase] = load_train_config(final.parent / "config.toml")
     weights = shipped(final, args.dtype, args.work / "synthfaces-tiny-shipped")
     recon = evaluate(weights, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
     dis = evaluate(weights, "disentangle", "final")

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from latentface.errors import LatentFaceError
-from latentface.training.config import load_config
+from latentface.training.config import load_train_config
 from latentface.training.trainer import Trainer
 
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.perceptual_weights is not None:
         overrides.append(f"loss.perceptual_weights={args.perceptual_weights}")
     try:
-        config = load_config(args.config, overrides)
+        config = load_train_config(args.config, overrides)
     except (ValueError, OSError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ def _info(args: argparse.Namespace) -> int:
 
     folder = hub.resolve(args.weights, revision=args.revision, local_files_only=args.local_files_only)
     print(f"# weights folder: {folder}\n")
-    print(hub.load_config(folder).to_json())
+    print(hub.load_model_config(folder).to_json())
     card = hub.read_card(folder)
     print(card if card is not None else "(no model card)")
     return EXIT_OK

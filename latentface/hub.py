@@ -116,7 +116,7 @@ def resolve(
     return _check_folder(config_path.parent)
 
 
-def load_config(folder: Path) -> LatentFaceConfig:
+def load_model_config(folder: Path) -> LatentFaceConfig:
     """Read ``config.json`` of a weights folder."""
     try:
         return LatentFaceConfig.from_json((folder / CONFIG_NAME).read_text(encoding="utf-8"))

@@ -397,7 +397,7 @@ class LatentFace(nn.Module):
             WeightsError: the weights cannot be found or do not match the configuration (names the tensor).
         """
         folder = hub.resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-        config = hub.load_config(folder)
+        config = hub.load_model_config(folder)
         with torch.device("meta"):  # no random initialisation: every parameter comes from the file
             model = cls(config, renderer=renderer)
         hub.load_weights(model, folder)

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from latentface import LatentFace
 from latentface.data.synthfaces import SynthConfig, SynthFacesImages
 from latentface.hub import CONFIG_NAME, WEIGHTS_NAME, resolve, weights_digest
-from latentface.training.config import load_config
+from latentface.training.config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "benchmarks") not in sys.path:
@@ -56,7 +56,7 @@ def test_reports_measured_the_bundled_weights(name: str) -> None:
 
 
 def test_card_is_rebuilt_from_the_committed_reports() -> None:
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
     commands, init = [], None
     for phase in build.PHASES:
         run_folder, command = build.train_command(phase, ROOT / "runs", init)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from latentface.data.clips import ClipFolder, VoxCelebTracks
 from latentface.data.files import natural_key
-from latentface.data.images import CelebA, CropBox, ImageFolder, read_crop_list
+from latentface.data.image_datasets import CelebA, CropBox, ImageFolder, read_crop_list
 from latentface.errors import InvalidImageError
 from latentface.preprocess import resize_square
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import make_synthfaces_tiny as build  # noqa: E402
 
-from latentface.training.config import load_config  # noqa: E402
+from latentface.training.config import load_train_config  # noqa: E402
 
 
 def _results(name: str) -> dict:
@@ -22,7 +22,7 @@ def _results(name: str) -> dict:
 
 @pytest.mark.parametrize("gpu", [None, "NVIDIA H200"])
 def test_card_describes_the_phases_and_machine(gpu: str | None) -> None:
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
                              ["optim.max_steps=1234"] if p == "stage2" else []) for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": gpu}
@@ -61,7 +61,7 @@ def test_shipped_weights_are_stored_in_half_precision(tmp_path: Path) -> None:
                                                                                   ("half", folder))}
     assert size["half"] < 0.55 * size["full"]
     assert LatentFace.from_pretrained(folder).dtype == torch.float32
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
     model = json.loads((folder / "config.json").read_text())
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
     text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine,
@@ -76,7 +76,7 @@ def test_shipped_weights_are_stored_in_half_precision(tmp_path: Path) -> None:
     ({"min_depth": 0.9, "max_depth": 1.1, "clip_sample": 4.0}, ["predicted x0 when sampling: [-4, 4]"]),
 ])
 def test_card_names_model_deviations(settings: dict, expected: list[str]) -> None:
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text()) | settings
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
     text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
@@ -90,7 +90,7 @@ def test_card_names_model_deviations(settings: dict, expected: list[str]) -> Non
 def test_card_names_stage2_deviations(released: bool) -> None:
     overrides = (["optim.batch_size=1", "optim.weight_decay=5e-4", "optim.lr=1e-4", "loss.rdm_snr_gamma=none"]
                  if released else ["optim.batch_size=4", "optim.weight_decay=0", "loss.rdm_snr_gamma=5"])
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
                              overrides if p == "stage2" else []) for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
     model["rdm_norm_groups"] = 32 if released else 8
@@ -102,7 +102,7 @@ def test_card_names_stage2_deviations(released: bool) -> None:
 
 
 def test_card_shows_retrieval_with_held_factors() -> None:
-    phases = {p: load_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
     dis, held = _results("disentangle"), _results("disentangle-held")

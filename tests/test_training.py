@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from latentface import LatentFace
-from latentface.training.config import TrainConfig, load_config
+from latentface.training.config import TrainConfig, load_train_config
 from latentface.training.trainer import Trainer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train.py"
@@ -28,11 +28,11 @@ TINY = [
 
 
 def _config(tmp_path: Path, name: str, *extra: str) -> TrainConfig:
-    return load_config(None, [*TINY, f"output_dir={tmp_path / name}", *extra])
+    return load_train_config(None, [*TINY, f"output_dir={tmp_path / name}", *extra])
 
 
 def _stage2_config(tmp_path: Path, stage1: Path, name: str, *extra: str) -> TrainConfig:
-    return load_config(None, [f"output_dir={tmp_path / name}", "stage=2", f"init={stage1}",
+    return load_train_config(None, [f"output_dir={tmp_path / name}", "stage=2", f"init={stage1}",
                               'model={"rdm_width": 32, "rdm_norm_groups": 8}', "data.identities=4",
                               "data.samples_per_identity=1", "data.clip_length=3", "optim.batch_size=2",
                               "optim.max_steps=4", "log_every=1", *extra])
@@ -48,23 +48,23 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
-    config = load_config(None, ["optim.lr=2e-4", "optim.betas=[0.5, 0.9]", "optim.max_steps=none",
+    config = load_train_config(None, ["optim.lr=2e-4", "optim.betas=[0.5, 0.9]", "optim.max_steps=none",
                                 'model={"ae_width": 32}', "data.kind=image_folder", "data.root=/data"])
     assert config.optim.lr == 2e-4 and config.optim.betas == (0.5, 0.9) and config.optim.max_steps is None
     assert config.model == {"ae_width": 32} and config.optim.weight_decay == 5e-4 and config.loss.lam_flip == 0.5
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
-    assert load_config(path) == config
-    assert load_config(path, ["seed=3"]).seed == 3
-    config = load_config(None, ["loss.rdm_snr_gamma=5"])
+    assert load_train_config(path) == config
+    assert load_train_config(path, ["seed=3"]).seed == 3
+    config = load_train_config(None, ["loss.rdm_snr_gamma=5"])
     path.write_text(config.to_toml())
-    assert config.loss.rdm_snr_gamma == 5.0 and load_config(path) == config
-    assert load_config(None).loss.rdm_snr_gamma is None  # the released SNR weight
+    assert config.loss.rdm_snr_gamma == 5.0 and load_train_config(path) == config
+    assert load_train_config(None).loss.rdm_snr_gamma is None  # the released SNR weight
     for value in ('model={"clip_sample": null}', 'model={"clip_sample": "none"}'):  # TOML has no null
-        config = load_config(None, [value])
+        config = load_train_config(None, [value])
         assert config.model_settings() == {"clip_sample": None}
         path.write_text(config.to_toml())
-        assert load_config(path).model_settings() == {"clip_sample": None}
+        assert load_train_config(path).model_settings() == {"clip_sample": None}
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
@@ -82,7 +82,7 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
 ])
 def test_config_errors(overrides: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        load_config(None, overrides)
+        load_train_config(None, overrides)
 
 
 def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path
     assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3, 4, 5, 6]
     assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-00000004", "step-00000006"]
     assert sorted(p.name for p in (run / "images").iterdir()) == ["step-00000003.png", "step-00000006.png"]
-    assert load_config(run / "config.toml") == config
+    assert load_train_config(run / "config.toml") == config
     model = LatentFace.from_pretrained(final)
     assert model.config.ae_width == 16 and not model.config.has_rdm
     assert "optimizer steps" in model.model_card and "[optim]" in model.model_card
@@ -187,7 +187,7 @@ def test_wrong_data_for_the_stage(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted((SCRIPT.parent / "configs").glob("*.toml")), ids=lambda p: p.stem)
 def test_shipped_configs_load(path: Path) -> None:
-    config = load_config(path, ["data.root=/data", "init=weights"])
+    config = load_train_config(path, ["data.root=/data", "init=weights"])
     assert config.stage == (2 if "stage2" in path.stem else 1)
     if not path.stem.startswith("synthfaces_tiny"):  # the paper's recipes; the demo weights' deviate (model card)
         assert config.optim.weight_decay == 5e-4 and config.optim.betas == (0.9, 0.999)
@@ -209,13 +209,13 @@ def test_gradient_accumulation_and_bf16(tmp_path: Path) -> None:
 
 def test_stage1_init_takes_image_formation_settings_but_not_other_networks(tmp_path: Path) -> None:
     stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
-    narrow = load_config(None, [*TINY[1:], f"output_dir={tmp_path / 'narrow'}", f"init={stage1}",
+    narrow = load_train_config(None, [*TINY[1:], f"output_dir={tmp_path / 'narrow'}", f"init={stage1}",
                                 'model={"min_depth": 0.95, "max_depth": 1.05}'])
     trainer = Trainer(narrow)
     assert (trainer.model.config.min_depth, trainer.model.config.max_depth) == (0.95, 1.05)
     base = LatentFace.from_pretrained(stage1)
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in base.state_dict().items())
-    wider = load_config(None, [*TINY[1:], f"output_dir={tmp_path / 'wider'}", f"init={stage1}",
+    wider = load_train_config(None, [*TINY[1:], f"output_dir={tmp_path / 'wider'}", f"init={stage1}",
                                'model={"latent_dim": 64}'])
     with pytest.raises(ValueError, match="change the networks"):
         Trainer(wider)

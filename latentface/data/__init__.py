@@ -4,7 +4,7 @@ benchmark readers: RAF-DB, AffectNet and labelled folders (`expressions`), LFW a
 
 from latentface.data.clips import ClipFolder, VoxCelebTracks
 from latentface.data.expressions import ExpressionSet, read_affectnet, read_labelled_folder, read_rafdb
-from latentface.data.images import CelebA, ImageFolder, read_crop_list
+from latentface.data.image_datasets import CelebA, ImageFolder, read_crop_list
 from latentface.data.pairs import PairSet, read_lfw_pairs, read_sllfw_pairs
 from latentface.data.synthfaces import (
     SPLITS,

@@ -195,7 +195,7 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def to_toml(self) -> str:
-        """TOML text that `load_config` reads back to an equal config (None values are left out, but a None model
+        """TOML text that `load_train_config` reads back to an equal config (None values are left out, but a None model
         setting is written as ``"none"``)."""
         data = self.to_dict()
         data["model"] = {k: "none" if v is None else v for k, v in data["model"].items()}
@@ -309,7 +309,7 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         target[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+def load_train_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a TOML config (defaults when `path` is None), apply ``section.key=value`` overrides, validate.
 
     Raises:

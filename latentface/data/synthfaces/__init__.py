@@ -10,7 +10,6 @@ test identities are disjoint; identity indices restart at 0 in every split.
 """
 
 from latentface.data.synthfaces.datasets import SynthFacesClips, SynthFacesImages
-from latentface.data.synthfaces.export import SynthFacesFolder, export_synthfaces, read_frame, read_manifest
 from latentface.data.synthfaces.factors import (
     ACTIONS,
     EXPRESSIONS,
@@ -31,6 +30,7 @@ from latentface.data.synthfaces.factors import (
     sample_identities,
     sample_images,
 )
+from latentface.data.synthfaces.folder import SynthFacesFolder, export_synthfaces, read_frame, read_manifest
 from latentface.data.synthfaces.maps import CanonicalFace, canonical_face
 from latentface.data.synthfaces.render import ITEM_KEYS, SynthBatch, generate, generate_clip, render_factors
 from latentface.data.synthfaces.sheet import contact_sheet, save_contact_sheet
