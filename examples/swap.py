@@ -60,12 +60,11 @@ def main() -> None:
     rows = torch.stack([batch, on_white(own.image, own.mask), on_white(swap.image, swap.mask)], dim=1)
     sheet = save_grid(rows.flatten(0, 1), args.out / "swap.png", nrow=3)
 
-    for name in ("albedo", "depth"):
+    for name in ("texture", "shape"):
         z, e, m = getattr(codes, name), getattr(expression, name), getattr(mixed, name)
         share = (e.norm(dim=1) / z.norm(dim=1)).tolist()
         moved = ((m - z).norm(dim=1) / z.norm(dim=1)).tolist()
-        label = "texture" if name == "albedo" else "shape"
-        print(f"{label:>7} latents: |expression| / |latent| A {share[0]:.3f}, B {share[1]:.3f}; "
+        print(f"{name:>7} latents: |expression| / |latent| A {share[0]:.3f}, B {share[1]:.3f}; "
               f"the swap moved them by A {moved[0]:.3f}, B {moved[1]:.3f} (relative)")
     change = (swap.image - own.image).abs().mean(dim=(1, 2, 3)).tolist()
     print(f"mean absolute change of the frontal render by the swap: A {change[0]:.4f}, B {change[1]:.4f}")
