@@ -23,6 +23,7 @@ import math
 import shutil
 import stat
 import sys
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,13 @@ from tqdm.auto import tqdm
 
 from latentface import __version__
 from latentface.data.records import ImageRecord, load_record
-from latentface.errors import InvalidImageError
+from latentface.errors import DamagedImageError, InvalidImageError
 from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
 from latentface.hub import weights_digest
 from latentface.model import LatentFace
 from latentface.options import ENCODE_PROTOCOLS, EncodeProtocol, check_option
+from latentface.paths import display_name
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 FORMAT_VERSION = 1
@@ -209,8 +211,10 @@ def load_item(
     if st.st_size == 0:
         return None, "empty file (0 bytes)"
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        with warnings.catch_warnings():  # damage Pillow warns of is reported by the full decode below
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
     except UnidentifiedImageError:
         return None, "not an image (unknown file format)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -222,6 +226,9 @@ def load_item(
     try:
         return load_record(record, size, resize_mode, resample), OK
     except InvalidImageError as err:
+        damage = err if isinstance(err, DamagedImageError) else err.__cause__
+        if isinstance(damage, DamagedImageError):
+            return None, f"damaged image data: {damage.detail}"
         return None, f"corrupt or truncated image: {err.__cause__ or err}"
     except (OSError, ValueError, SyntaxError) as err:  # a decoder error load_record does not wrap
         return None, f"corrupt or truncated image: {err}"
@@ -366,7 +373,8 @@ def write_output(path: str | Path, arrays: Mapping[str, np.ndarray], metadata: M
         if values.ndim == 2:
             columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
         else:
-            columns[name] = pa.array(values.tolist() if values.dtype.kind == "U" else values)
+            columns[name] = pa.array([display_name(v) for v in values.tolist()] if values.dtype.kind == "U"
+                                     else values)
     table = pa.table(columns).replace_schema_metadata({_PARQUET_METADATA: text.encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -429,11 +437,12 @@ def process_state() -> Any:
 
 
 def _names(records: Sequence[ImageRecord], names: Sequence[str] | None) -> list[str]:
+    """Row names as printable text: undecodable bytes of file names become ``\\xNN`` (`display_name`)."""
     if names is None:
-        return [str(record.path) for record in records]
+        return [display_name(record.path) for record in records]
     if len(names) != len(records):
         raise ValueError(f"got {len(names)} names for {len(records)} records")
-    return [str(name) for name in names]
+    return [display_name(name) for name in names]
 
 
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,

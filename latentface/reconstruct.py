@@ -40,6 +40,7 @@ from latentface.export import save_obj
 from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
 from latentface.inputs import expand_inputs
+from latentface.paths import display_name
 from latentface.preprocess import Images, read_image
 from latentface.render.codes import decode_light
 from latentface.render.formation import form_image
@@ -455,13 +456,14 @@ def write_reconstructions(
             try:
                 found = _detect(path, detector)
             except InvalidImageError as err:
-                records.append(InputRecord(input=str(path), status="error", name=name, error=str(err)))
+                records.append(InputRecord(input=display_name(path), status="error", name=name, error=str(err)))
                 finish(records[-1])
                 continue
             faces = found if all_faces else found[:1]
         for k, face in enumerate(faces):
             face_name = _face_name(name, k, taken) if all_faces else name
-            record = InputRecord(input=f"{path}#{k}" if all_faces else str(path), status="done", name=face_name,
+            shown = display_name(path)
+            record = InputRecord(input=f"{shown}#{k}" if all_faces else shown, status="done", name=face_name,
                                  outputs=output_files(face_name, mesh=mesh, animation=animation),
                                  face=None if face is None else FaceBox.of(face).to_dict())
             records.append(record)

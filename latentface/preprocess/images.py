@@ -14,6 +14,8 @@ pixels on a side where a caller asks for it (face detection does; `to_batch` onl
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from latentface.errors import InvalidImageError
+from latentface.errors import DamagedImageError, InvalidImageError
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 Images = ImageInput | Sequence[ImageInput]
@@ -45,19 +47,35 @@ def _describe(index: int, item: Any) -> str:
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file, apply its EXIF orientation and decode it fully (errors surface here).
 
+    Only a regular file is opened: a named pipe, socket or device is refused after a ``stat`` (reading a pipe would
+    block until something writes to it). Damage that Pillow reports as a warning while reading (an invalid APNG
+    chunk, an icon frame of the wrong size, a malformed MPO or TIFF directory, ...) is an error: the pixels may be
+    garbled or not the ones the file was meant to hold.
+
     Raises:
-        InvalidImageError: the file is larger than PIL's decompression-bomb limit.
+        DamagedImageError: Pillow warned while reading the file.
+        InvalidImageError: the file is not a regular file, or larger than PIL's decompression-bomb limit.
         OSError, ValueError: the file is missing or not a readable image.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InvalidImageError(f"{os.fspath(path)!r}: not a regular file (a folder, named pipe, socket or device)")
     try:
-        with Image.open(path) as im:
-            im = upright(im)
-            im.load()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with Image.open(path) as im:
+                im = upright(im)
+                im.load()
     except Image.DecompressionBombError as err:
         raise InvalidImageError(
             f"{os.fspath(path)!r}: refused as a possible decompression bomb ({err}); if the file is trusted, raise "
             "PIL.Image.MAX_IMAGE_PIXELS (or set it to None) before reading it"
         ) from err
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    damage = [str(w.message) for w in caught if not issubclass(w.category, Image.DecompressionBombWarning)]
+    if damage:
+        raise DamagedImageError(f"{os.fspath(path)!r}: damaged image data ({'; '.join(damage)})", "; ".join(damage))
     return im
 
 
@@ -170,6 +188,8 @@ def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
     if isinstance(item, (str, os.PathLike)):
         try:
             item = read_image(item)
+        except DamagedImageError as err:
+            raise DamagedImageError(f"{name}: {err}", err.detail) from err
         except InvalidImageError as err:
             raise InvalidImageError(f"{name}: {err}") from err
         except (OSError, ValueError) as err:

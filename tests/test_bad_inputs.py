@@ -1,0 +1,328 @@
+"""The bad-input matrix: what a user's disk, files, config and arguments can hold, grouped by class.
+
+Every case is generated here (small files in ``tmp_path``); adding a case is adding one line to its table. Each
+class checks that nothing crashes, hangs or slips through as "ok", and that every problem names its input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import struct
+import sys
+import types
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentface.cli import EXIT_ERROR, main
+from latentface.extract import OK, load_output
+from latentface.inputs import expand_inputs
+from latentface.paths import BROKEN_LINK, LINK_LOOP, display_name, image_suffixes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+SIDE = 32
+
+
+@pytest.fixture
+def no_hang() -> Iterator[None]:
+    """Fail (instead of blocking forever) when the test takes more than 60 s, e.g. reading a named pipe."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked: something waited forever (a named pipe opened for reading?)")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def face(seed: int = 0, side: int = SIDE) -> np.ndarray:
+    """A small random RGB image (uint8)."""
+    return np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+
+
+def save_face(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(face(seed)).save(path)
+    return path
+
+
+# --- Class 1: file-system objects ------------------------------------------------------------------------------
+# Each maker puts one bad object named `name` into `folder` and returns its path; the folder also holds a good
+# image, so that every run has something to do. `patch` gets the monkeypatch fixture and the bad path, for cases
+# that are faked because the tests may run as root (who can read anything).
+
+
+def _fifo(folder: Path, name: str) -> Path:
+    os.mkfifo(folder / name)
+    return folder / name
+
+
+def _socket(folder: Path, name: str) -> Path:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / name))
+    sock.close()
+    return folder / name
+
+
+def _link(target: str) -> Callable[[Path, str], Path]:
+    """A maker of a symbolic link to `target` (``{name}``: the link's own name)."""
+
+    def make(folder: Path, name: str) -> Path:
+        (folder / name).symlink_to(target.format(name=name))
+        return folder / name
+
+    return make
+
+
+def _unreadable_file(folder: Path, name: str) -> Path:
+    return save_face(folder / name)
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, function: str, bad: Path) -> None:
+    """Make ``os.<function>`` raise PermissionError for `bad` (and, for ``stat``, anything below it)."""
+    original = getattr(os, function)
+
+    def denied(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(bad) or os.fspath(path).startswith(os.fspath(bad) + os.sep):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, function, denied)
+
+
+FS_CASES = [  # (id, maker, patched os function or None, reason reported)
+    ("named-pipe", _fifo, None, "not a regular file (named pipe)"),
+    ("socket", _socket, None, "not a regular file (socket)"),
+    ("device-link", _link("/dev/null"), None, "not a regular file (character device)"),
+    ("broken-link", _link("nowhere.png"), None, BROKEN_LINK),
+    ("self-link", _link("{name}"), None, LINK_LOOP),
+    ("unreadable-file", _unreadable_file, "open", "unreadable file: permission denied"),
+]
+MODES = ("folder", "glob", "path")
+
+
+def _spec(mode: str, folder: Path, bad: Path) -> str:
+    return {"folder": str(folder), "glob": str(folder / "*.png"), "path": str(bad)}[mode]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("maker", "patch", "reason"), [pytest.param(*c[1:], id=c[0]) for c in FS_CASES])
+def test_filesystem_object_is_reported_the_same_way_everywhere(tmp_path, monkeypatch, no_hang, mode, maker, patch,
+                                                                reason) -> None:
+    folder = tmp_path / "in"
+    good = save_face(folder / "good.png")
+    bad = maker(folder, "bad.png")
+    if patch:
+        _deny(monkeypatch, patch, bad)
+    got = expand_inputs([_spec(mode, folder, bad)])
+    assert got.files == ([] if mode == "path" else [good])
+    assert got.problems == [(str(bad), reason)]
+
+
+def test_symlink_loops_through_folder_and_glob(tmp_path, no_hang) -> None:
+    folder = tmp_path / "in"
+    good = save_face(folder / "sub" / "good.png")
+    (folder / "sub" / "up").symlink_to("..")  # a loop back to `in`
+    (folder / "sub" / "self").symlink_to("self")  # a link to itself, without an image suffix: ignored
+    (folder / "alias").symlink_to("sub")  # a link to a folder: followed, its files counted once
+    for spec in (folder, folder / "**" / "*.png", folder / "**"):
+        got = expand_inputs([spec])
+        assert got.files == [folder / "alias" / "good.png"], spec
+        assert (str(folder / "sub" / "up"), LINK_LOOP) in got.problems and good.is_file()
+
+
+def test_unreadable_folder_and_parent_are_reported_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "in"
+    good = save_face(folder / "good.png")
+    save_face(folder / "locked" / "hidden-by-lock.png")
+    other = save_face(tmp_path / "closed" / "x.png")
+    _deny(monkeypatch, "scandir", folder / "locked")
+    _deny(monkeypatch, "stat", tmp_path / "closed")  # as a folder without search permission
+    got = expand_inputs([folder, other, str(tmp_path / "closed" / "*.png")])
+    assert got.files == [good]
+    assert got.problems == [(str(folder / "locked"), "cannot list folder: permission denied"),
+                            (str(other), "permission denied"),
+                            (str(tmp_path / "closed" / "*.png"), "permission denied")]
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root reads anything (the faked cases above cover it)")
+def test_unreadable_by_permissions(tmp_path) -> None:
+    folder = tmp_path / "in"
+    good = save_face(folder / "good.png")
+    locked_file = save_face(folder / "locked.png")
+    locked_dir = save_face(folder / "sub" / "x.png").parent
+    locked_file.chmod(0)
+    locked_dir.chmod(0)
+    try:
+        got = expand_inputs([folder, locked_dir / "x.png"])
+    finally:
+        locked_dir.chmod(0o755)
+    assert got.files == [good]
+    assert got.problems == [(str(locked_file), "unreadable file: permission denied"),
+                            (str(locked_dir), "cannot list folder: permission denied"),
+                            (str(locked_dir / "x.png"), "permission denied")]
+
+
+NON_UTF8 = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes: not valid UTF-8
+
+
+@pytest.fixture
+def odd_folder(tmp_path) -> Path:
+    """A folder holding a good image, an image with a non-UTF-8 name, and one of each bad object."""
+    folder = tmp_path / "in"
+    save_face(folder / "a-good.png")
+    save_face(folder / NON_UTF8, seed=1)
+    for name, maker, patch, _ in FS_CASES:
+        if patch is None:
+            maker(folder, f"bad-{name}.png")
+    (folder / "loop").symlink_to(".")
+    return folder
+
+
+def test_non_utf8_names_are_listed_and_shown_escaped(odd_folder) -> None:
+    got = expand_inputs([odd_folder])
+    assert [p.name for p in got.files] == ["a-good.png", NON_UTF8]
+    assert display_name(got.files[1]).endswith("caf\\xe9-\\xff.png")
+
+
+class _FakeDetector:
+    """Finds one face: the whole image."""
+
+    def __init__(self, **kwargs: object) -> None:
+        pass
+
+    def detect(self, image: Image.Image) -> list[types.SimpleNamespace]:
+        w, h = image.size
+        return [types.SimpleNamespace(image=image, box=(0.0, 0.0, float(w), float(h)), crop_box=(0, 0, w, h),
+                                      confidence=0.9)]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+@pytest.mark.parametrize("detect", [False, True])
+def test_encode_folder_of_odd_objects(odd_folder, tmp_path, monkeypatch, capsys, no_hang, suffix, detect) -> None:
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    monkeypatch.setitem(sys.modules, "latentface.preprocess.faces", types.SimpleNamespace(FaceDetector=_FakeDetector))
+    out = tmp_path / f"out{suffix}"
+    argv = ["encode", str(odd_folder), "-o", str(out), "--protocol", "codes", *(["--detect"] if detect else [])]
+    assert main(argv) == EXIT_ERROR
+    err = capsys.readouterr().err
+    arrays, _ = load_output(out)
+    assert arrays["files"].tolist() == [str(odd_folder / "a-good.png"), display_name(odd_folder / NON_UTF8)]
+    assert arrays["status"].tolist() == [OK, OK]
+    for name, *_, reason in FS_CASES[:-1]:
+        assert f"skipped input {odd_folder / f'bad-{name}.png'}: {reason}" in err
+    assert f"skipped input {odd_folder / 'loop'}: {LINK_LOOP}" in err
+
+
+def test_reconstruct_folder_of_odd_objects(odd_folder, tmp_path, capsys, no_hang) -> None:
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(odd_folder), "-o", str(out), "--animation-format", "none", "--no-mesh"])
+    assert code == EXIT_ERROR
+    err = capsys.readouterr().err
+    for name, *_, reason in FS_CASES[:-1]:
+        assert f"skipped {odd_folder / f'bad-{name}.png'}: {reason}" in err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["a-good.png", Path(NON_UTF8).stem + ".png", "reconstruct.json"])
+    assert "caf\\\\xe9-\\\\xff.png" in (out / "reconstruct.json").read_text()
+
+
+def test_fifo_given_to_the_api_is_refused_not_read(tmp_path, no_hang) -> None:
+    from latentface.errors import InvalidImageError
+    from latentface.preprocess import read_image
+
+    with pytest.raises(InvalidImageError, match="not a regular file"):
+        read_image(_fifo(tmp_path, "pipe.png"))
+
+
+# --- Class 2: formats ----------------------------------------------------------------------------------------------
+
+
+def test_every_readable_pillow_format_is_listed() -> None:
+    suffixes = image_suffixes()
+    assert {".gif", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".mpo"} <= set(suffixes)
+    assert not {".h5", ".grib", ".bufr", ".mpg", ".pdf"} & set(suffixes)  # identified only, or written only
+
+
+def _png_with_chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG with one extra chunk (correct CRC) right after its header."""
+    buffer = io.BytesIO()
+    Image.fromarray(face()).save(buffer, "PNG")
+    png, end = buffer.getvalue(), 8 + 25  # signature, then the IHDR chunk
+    extra = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png[:end] + extra + png[end:]
+
+
+def _icon_of_wrong_size() -> bytes:
+    """An .ico whose directory announces a 32x32 frame that holds a 16x16 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(face()[:16, :16]).save(buffer, "PNG")
+    frame = buffer.getvalue()
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 32, 32, 0, 0, 1, 32, len(frame), 22) + frame
+
+
+def _saved(fmt: str, mode: str = "RGB", **options: object) -> Callable[[], bytes]:
+    def make() -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(face()).convert(mode).save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    return make
+
+
+FORMAT_CASES = [  # (file name, maker of its bytes, expected status prefix)
+    ("a.gif", _saved("GIF"), OK),
+    ("a.tif", _saved("TIFF"), OK),
+    ("a.tiff", _saved("TIFF", compression="tiff_lzw"), OK),
+    ("a.TIF", _saved("TIFF", "L"), OK),
+    ("a.bmp", _saved("BMP"), OK),
+    ("a.webp", _saved("WEBP"), OK),
+    ("a.jpeg", _saved("JPEG"), OK),
+    ("a.ppm", _saved("PPM"), OK),
+    ("a.tga", _saved("TGA"), OK),
+    ("a.pcx", _saved("PCX"), OK),
+    ("a.qoi", _saved("QOI"), OK),
+    ("a.apng", _saved("PNG", save_all=True), OK),
+    ("a.ico", _saved("ICO", sizes=[(32, 32)]), OK),
+    ("damaged-apng.png", lambda: _png_with_chunk(b"acTL", bytes(8)), "damaged image data: Invalid APNG"),
+    ("damaged-icon.ico", _icon_of_wrong_size, "damaged image data: Image was not the expected size"),
+]
+
+
+@pytest.fixture(scope="module")
+def format_table(tmp_path_factory) -> dict[str, str]:
+    """Encode a folder holding one file of each `FORMAT_CASES` row; file name -> status."""
+    folder = tmp_path_factory.mktemp("formats")
+    for name, make, _ in FORMAT_CASES:
+        (folder / name).write_bytes(make())
+    out = folder.parent / f"{folder.name}.npz"
+    main(["encode", str(folder), "-o", str(out), "--protocol", "codes", "--no-progress"])
+    arrays, _ = load_output(out)
+    return {Path(f).name: s for f, s in zip(arrays["files"].tolist(), arrays["status"].tolist(), strict=True)}
+
+
+@pytest.mark.parametrize(("name", "status"), [pytest.param(c[0], c[2], id=c[0]) for c in FORMAT_CASES])
+def test_format_is_listed_and_read(format_table, name, status) -> None:
+    assert format_table[name].startswith(status)
+
+
+@pytest.mark.parametrize("name", [c[0] for c in FORMAT_CASES if c[2] != OK])
+def test_damage_pillow_warns_of_is_an_error_in_the_api(tmp_path, name) -> None:
+    from latentface.errors import DamagedImageError
+    from latentface.preprocess import to_batch
+
+    path = tmp_path / name
+    path.write_bytes(next(c[1] for c in FORMAT_CASES if c[0] == name)())
+    with pytest.raises(DamagedImageError, match="damaged image data"):
+        to_batch(path, 64)
