@@ -4,8 +4,8 @@ Batch ``i`` always holds records ``i * batch_size`` to ``(i + 1) * batch_size - 
 from its own generator seeded by ``(seed, i)``, so the numbers depend neither on where a run was resumed nor on
 how many processes shared the work. Each finished batch is saved as a chunk in a work folder beside the output;
 the output is written atomically once every batch is done, then the chunks are removed. A bad item (missing,
-empty, corrupt, truncated, not an image, too small) gets NaN rows and a status that says why; it never stops its
-batch.
+empty, corrupt, truncated, damaged, not an image, too small) gets NaN rows and a status that says why; it never
+stops its batch. A row whose result holds NaN or Inf gets the status `NON_FINITE`.
 
 The output key (`cache_key`) hashes the weights, the settings and the input list (paths, boxes, labels, file
 sizes and modification times): a run whose output already holds the same key does nothing, and the benchmarks
@@ -59,6 +59,8 @@ RDM_ARRAYS = ("texture_identity", "texture_expression", "shape_identity", "shape
 """Arrays of the ``codes`` protocol from the RDM (only for weights with Stage 2)."""
 OK = "ok"
 """Status of an encoded item; any other status is the reason it was skipped."""
+NON_FINITE = "non-finite result"
+"""Status of a row whose features or codes hold NaN or Inf (written as NaN, never as "ok")."""
 DEFAULT_MIN_SIDE = MIN_IMAGE_SIDE
 """Smallest image (or face box) side, in pixels, that is encoded."""
 
@@ -289,6 +291,12 @@ def _encode_chunk(
             batch = torch.flip(batch, dims=[3])
         for name, values in _run_model(model, batch, protocol, generator).items():
             arrays[name][good] = values[good]
+        for i in good:  # a NaN or Inf result is never an "ok" row
+            bad = [name for name, values in arrays.items() if not np.isfinite(values[i]).all()]
+            if bad:
+                status[i] = f"{NON_FINITE} (NaN or Inf in {', '.join(bad)})"
+                for values in arrays.values():
+                    values[i] = np.nan
     return {"status": np.array(status, dtype=str), **arrays}
 
 

@@ -498,10 +498,16 @@ def _reconstruct_batch(
         albedo, depth = model.decode(codes)
         panels = _panels(model, batch, codes, albedo, depth, background)
         video = turntable(model, codes, frames, max_yaw, background=background).cpu() if animation else None
+    finite = torch.stack([torch.isfinite(c).flatten(1).all(1) for c in (codes.texture, codes.shape, codes.light,
+                                                                        codes.pose)]).all(0)
     done = []
     for i, (record, _) in enumerate(pending):
         name = record.name
         assert name is not None
+        if not finite[i]:
+            record.status, record.error, record.outputs = "error", "non-finite result (NaN or Inf in its codes)", []
+            done.append(record)
+            continue
         try:
             if mesh:
                 save_obj(out / f"{name}.obj", depth[i].cpu(), model.config.fov, texture=albedo[i].cpu(),

@@ -19,12 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import seeded_model, tiny_config
 from PIL import Image
 
-from latentface.cli import EXIT_ERROR, main
-from latentface.extract import OK, load_output
+from latentface import LatentFace, WeightsError
+from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, main
+from latentface.data.records import ImageRecord
+from latentface.extract import NON_FINITE, OK, encode_records, load_output
 from latentface.inputs import expand_inputs
 from latentface.paths import BROKEN_LINK, LINK_LOOP, display_name, image_suffixes
+from latentface.reconstruct import write_reconstructions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -326,3 +331,62 @@ def test_damage_pillow_warns_of_is_an_error_in_the_api(tmp_path, name) -> None:
     path.write_bytes(next(c[1] for c in FORMAT_CASES if c[0] == name)())
     with pytest.raises(DamagedImageError, match="damaged image data"):
         to_batch(path, 64)
+
+
+# --- Class 3: non-finite results -----------------------------------------------------------------------------------
+
+
+def _poisoned(value: float, tensor: str = "albedo_net.encoder.0.weight") -> LatentFace:
+    """A tiny model with one value of one tensor set to `value`."""
+    model = seeded_model(tiny_config())
+    with torch.no_grad():
+        model.get_parameter(tensor).view(-1)[0] = value
+    return model
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_on_load_naming_the_tensor(tmp_path, capsys, value) -> None:
+    _poisoned(value).save_pretrained(tmp_path / "weights")
+    with pytest.raises(WeightsError, match=r"NaN or Inf values in tensors: albedo_net\.encoder\.0\.weight"):
+        LatentFace.from_pretrained(tmp_path / "weights")
+    save_face(tmp_path / "a.png")
+    argv = ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "out.npz"), "--weights", str(tmp_path / "weights")]
+    assert main(argv) == EXIT_NOTHING_DONE
+    assert "albedo_net.encoder.0.weight" in capsys.readouterr().err
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("protocol", ["codes", "fer"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_results_are_never_ok_rows(tmp_path, protocol, value) -> None:
+    records = [ImageRecord(save_face(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+    result = encode_records(_poisoned(value), records, tmp_path / "out.npz", protocol=protocol, batch_size=2,
+                            progress=False)
+    arrays, meta = load_output(result.path)
+    assert meta["ok"] == 0 and all(s.startswith(f"{NON_FINITE} (NaN or Inf in ") for s in arrays["status"])
+    assert all(np.isnan(arrays[name]).all() for name in arrays if name not in ("files", "status"))
+
+
+def test_one_non_finite_row_in_a_batch(tmp_path, monkeypatch) -> None:
+    records = [ImageRecord(save_face(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+    original = LatentFace.encode_batch
+
+    def one_inf(self, batch):
+        codes = original(self, batch)
+        codes.pose[1, 2] = float("inf")
+        return codes
+
+    monkeypatch.setattr(LatentFace, "encode_batch", one_inf)
+    result = encode_records(seeded_model(tiny_config()), records, tmp_path / "out.npz", protocol="codes",
+                            progress=False)
+    arrays, _ = load_output(result.path)
+    assert arrays["status"].tolist() == [OK, f"{NON_FINITE} (NaN or Inf in pose)", OK]
+    assert np.isnan(arrays["texture"][1]).all() and np.isfinite(arrays["texture"][[0, 2]]).all()
+
+
+def test_reconstruct_refuses_non_finite_codes(tmp_path) -> None:
+    save_face(tmp_path / "in" / "a.png")
+    result = write_reconstructions(_poisoned(float("nan")), [tmp_path / "in"], tmp_path / "out", animation=None,
+                                   mesh=False)
+    assert [(r.status, r.error) for r in result.records] == [("error", "non-finite result (NaN or Inf in its codes)")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["reconstruct.json"]
