@@ -157,6 +157,20 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
         raise WeightsError(f"weights {source!r} hold NaN or Inf values in tensors: {_listed(bad)}")
 
 
+def tensor_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor in a folder's ``model.safetensors``, read from its header only.
+
+    Raises:
+        WeightsError: the file cannot be read.
+    """
+    path = Path(folder) / WEIGHTS_NAME
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise WeightsError(f"cannot read {str(path)!r}: {err}") from err
+
+
 def load_weights(module: nn.Module, folder: Path) -> None:
     """Strictly load ``model.safetensors`` from `folder` into `module` (which may live on the meta device), as
     float32 whatever the stored floating dtype; non-finite values are refused (`check_finite`)."""

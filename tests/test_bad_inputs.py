@@ -7,6 +7,7 @@ class checks that nothing crashes, hangs or slips through as "ok", and that ever
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ import torch
 from conftest import seeded_model, tiny_config
 from PIL import Image
 
-from latentface import LatentFace, WeightsError
+from latentface import LatentFace, LatentFaceConfig, WeightsError
 from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, main
 from latentface.data.records import ImageRecord
 from latentface.extract import NON_FINITE, OK, encode_records, load_output
@@ -390,3 +391,88 @@ def test_reconstruct_refuses_non_finite_codes(tmp_path) -> None:
                                    mesh=False)
     assert [(r.status, r.error) for r in result.records] == [("error", "non-finite result (NaN or Inf in its codes)")]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["reconstruct.json"]
+
+
+# --- Class 4: config validation ------------------------------------------------------------------------------------
+
+CONFIG_CASES = [  # (key, bad value, what the error says is accepted)
+    ("image_size", 96, "64 * 2**k"),
+    ("image_size", 32, "an integer >= 64"),
+    ("image_size", "64", "an integer >= 64"),
+    ("image_size", 128.0, "an integer >= 64"),
+    ("ae_width", 24, "multiple of 16"),
+    ("ae_width", 0, "an integer >= 1"),
+    ("light_pose_width", -8, "an integer >= 1"),
+    ("latent_dim", True, "an integer >= 1"),
+    ("confidence_latent_dim", None, "an integer >= 1"),
+    ("min_depth", 0, "> 0"),
+    ("min_depth", "0.9", "a finite number"),
+    ("max_depth", 0.8, "above min_depth = 0.9"),
+    ("max_depth", float("nan"), "above min_depth"),
+    ("border_depth", -1, "> 0, or null"),
+    ("border_columns", -1, "an integer in [0, 31]"),
+    ("border_columns", 32, "an integer in [0, 31]"),
+    ("border_columns", 2.5, "an integer in [0, 31]"),
+    ("fov", 0, "in (0, 180) degrees"),
+    ("fov", -10, "in (0, 180) degrees"),
+    ("fov", 180, "in (0, 180) degrees"),
+    ("fov", float("inf"), "in (0, 180) degrees"),
+    ("xyz_rotation_range", -60, ">= 0"),
+    ("xy_translation_range", [0.1], ">= 0"),
+    ("z_translation_range", -0.1, ">= 0"),
+    ("rotation_center_depth", "1", "a finite number"),
+    ("min_ambient", -0.1, ">= 0"),
+    ("max_ambient", -0.5, "at least min_ambient = 0.0"),
+    ("min_diffuse", 2.0, "at least min_diffuse = 2.0"),
+    ("rdm_width", 40, "multiple of 2 * rdm_norm_groups = 16"),
+    ("rdm_width", 0, "an integer >= 1"),
+    ("rdm_norm_groups", 0, "an integer >= 1"),
+    ("rdm_layers_per_block", 0, "an integer >= 1"),
+    ("num_train_timesteps", 0, "an integer >= 1"),
+    ("beta_start", 0, "in (0, 1)"),
+    ("beta_start", 0.05, "in (beta_start = 0.05, 1)"),
+    ("beta_end", 1.5, "in (beta_start = 0.0001, 1)"),
+    ("sampler", "ddpm", "one of ('official', 'ddim')"),
+    ("sampling_steps", 0, "an integer in [1, 1000]"),
+    ("sampling_steps", 1001, "an integer in [1, 1000]"),
+    ("clip_sample", 0, "> 0, or null for no clamping"),
+    ("clip_sample", "1", "> 0, or null for no clamping"),
+    ("preprocess", "bilinear", "an object with the keys resample and resize_mode"),
+    ("preprocess", {"resample": "nearest"}, "one of ('bilinear', 'bicubic')"),
+    ("preprocess", {"mode": "stretch"}, "unknown preprocess keys: mode"),
+    ("colour", 1, "unknown LatentFaceConfig keys: colour"),
+]
+
+
+def _weights_folder(folder: Path, config: dict) -> Path:
+    """A folder with `config` as config.json beside an empty weights file (`info` reads the config only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize(("key", "value", "accepted"), [pytest.param(*c, id=f"{c[0]}={c[1]!r}") for c in CONFIG_CASES])
+def test_config_value_is_refused_naming_key_and_range(tmp_path, capsys, key, value, accepted) -> None:
+    config = {**tiny_config().to_dict(), key: value}
+    with pytest.raises(ValueError) as info:
+        LatentFaceConfig.from_dict(config)
+    assert key in str(info.value) and accepted in str(info.value)
+    assert main(["info", str(_weights_folder(tmp_path / "w", config))]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("latentface info: error: invalid config.json") and key in err and accepted in err
+
+
+def test_config_that_is_not_an_object_is_refused(tmp_path, capsys) -> None:
+    assert main(["info", str(_weights_folder(tmp_path / "w", [1, 2]))]) == EXIT_ERROR
+    assert "is a JSON object of keys and values, got list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("made", "claimed", "says"),
+                         [(64, 128, "image_size 64,"), (128, 64, "image_size 128 or larger")])
+def test_wrong_image_size_says_so(tmp_path, made, claimed, says) -> None:
+    seeded_model(tiny_config(image_size=made)).save_pretrained(tmp_path / "w")
+    config = json.loads((tmp_path / "w" / "config.json").read_text())
+    (tmp_path / "w" / "config.json").write_text(json.dumps({**config, "image_size": claimed}))
+    with pytest.raises(WeightsError, match=f"made for {says}.* config.json says image_size {claimed}"):
+        LatentFace.from_pretrained(tmp_path / "w")
