@@ -24,7 +24,7 @@ import torch
 from conftest import seeded_model, tiny_config
 from PIL import Image
 
-from latentface import LatentFace, LatentFaceConfig, WeightsError
+from latentface import InvalidImageError, LatentFace, LatentFaceConfig, WeightsError
 from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, main
 from latentface.data.records import ImageRecord
 from latentface.extract import NON_FINITE, OK, encode_records, load_output
@@ -476,3 +476,119 @@ def test_wrong_image_size_says_so(tmp_path, made, claimed, says) -> None:
     (tmp_path / "w" / "config.json").write_text(json.dumps({**config, "image_size": claimed}))
     with pytest.raises(WeightsError, match=f"made for {says}.* config.json says image_size {claimed}"):
         LatentFace.from_pretrained(tmp_path / "w")
+
+
+# --- Class 5: API inputs -------------------------------------------------------------------------------------------
+
+
+def _closed_pil(tmp_path: Path) -> Image.Image:
+    path = save_face(tmp_path / "closed.png")
+    image = Image.open(path)
+    image.load()
+    image.close()
+    return image
+
+
+def _file_gone_pil(tmp_path: Path) -> Image.Image:
+    """A lazily opened image whose file was closed before its pixels were read."""
+    with Image.open(save_face(tmp_path / "lazy.png")) as image:
+        pass
+    return image
+
+
+def _batch_with(index: int, value: float) -> torch.Tensor:
+    batch = torch.rand(4, 3, SIDE, SIDE)
+    batch[index, 1, 2, 3] = value
+    return batch
+
+
+API_CASES = [  # (id, maker of the bad input from tmp_path, what the error says)
+    ("empty-numpy", lambda t: np.zeros((0, 0, 3), np.uint8), "image has no pixels"),
+    ("empty-numpy-2d", lambda t: np.zeros((5, 0), np.float32), "image has no pixels"),
+    ("empty-tensor", lambda t: torch.zeros(3, 0, 5), "image has no pixels"),
+    ("empty-batch", lambda t: torch.zeros(0, 3, 64, 64), "the batch holds no images"),
+    ("empty-pil", lambda t: Image.new("RGB", (0, 0)), "image has no pixels"),
+    ("empty-list", lambda t: [], "input list is empty"),
+    ("zero-d-numpy", lambda t: np.array(0.5), "got shape ()"),
+    ("zero-d-tensor", lambda t: torch.tensor(0.5), "got shape ()"),
+    ("one-d-numpy", lambda t: np.zeros(5), "got shape (5,)"),
+    ("bool-numpy", lambda t: np.zeros((8, 8), bool), "unsupported numpy dtype bool"),
+    ("int64-numpy", lambda t: np.zeros((8, 8), np.int64), "unsupported numpy dtype int64"),
+    ("object-numpy", lambda t: np.array([[None]]), "unsupported numpy dtype object"),
+    ("int-tensor", lambda t: torch.zeros(3, 8, 8, dtype=torch.int32), "unsupported tensor dtype"),
+    ("complex-tensor", lambda t: torch.zeros(3, 8, 8, dtype=torch.complex64), "unsupported tensor dtype"),
+    ("meta-tensor", lambda t: torch.empty(3, 64, 64, device="meta"), "the tensor is on the meta device"),
+    ("sparse-tensor", lambda t: torch.eye(64).expand(3, 64, 64).to_sparse(), "of layout torch.sparse_coo"),
+    ("two-channels", lambda t: torch.rand(2, 8, 8), "expected 1, 3 or 4 channels"),
+    ("nan-in-batch", lambda t: _batch_with(2, float("nan")), "input 0 (torch.Tensor, shape/size (4, 3, 32, 32)), "
+                                                               "image 2: contains NaN"),
+    ("inf-in-batch", lambda t: _batch_with(3, float("inf")), "image 3: contains NaN or Inf"),
+    ("out-of-range-in-batch", lambda t: _batch_with(1, 2.0), "image 1: float values must lie in [0, 1]"),
+    ("closed-pil", _closed_pil, "cannot read the PIL image of mode RGB (closed"),
+    ("file-gone-pil", _file_gone_pil, "cannot read the PIL image"),
+    ("negative-F", lambda t: Image.fromarray(np.full((8, 8), -1, np.float32)), "mode F has values in [-1, -1]"),
+    ("nan-F", lambda t: Image.fromarray(np.full((8, 8), np.nan, np.float32)), "mode F contains NaN or Inf"),
+    ("huge-F", lambda t: Image.fromarray(np.full((8, 8), 1e6, np.float32)), "outside every range"),
+    ("negative-I", lambda t: Image.fromarray(np.full((8, 8), -5, np.int32)), "mode I has values in [-5, -5]"),
+    ("unsupported-type", lambda t: {"image": 1}, "unsupported type dict"),
+    ("nested-list", lambda t: [[torch.rand(3, 8, 8)]], "unsupported type list"),
+    ("missing-file", lambda t: t / "missing.png", "cannot read image"),
+    ("pipe", lambda t: _fifo(t, "pipe.png"), "not a regular file"),
+]
+
+
+@pytest.fixture(scope="module")
+def api_model() -> LatentFace:
+    return seeded_model(tiny_config())
+
+
+@pytest.mark.parametrize("method", ["encode", "features"])
+@pytest.mark.parametrize(("make", "says"), [pytest.param(c[1], c[2], id=c[0]) for c in API_CASES])
+def test_bad_api_input_raises_invalid_image_error(api_model, tmp_path, no_hang, method, make, says) -> None:
+    bad = make(tmp_path)
+    with pytest.raises(InvalidImageError) as info:
+        getattr(api_model, method)(bad if isinstance(bad, list) else [torch.rand(3, SIDE, SIDE), bad])
+    message = str(info.value)
+    assert says.replace("input 0 ", "input 1 ") in message
+    assert isinstance(bad, list) or message.startswith("input 1 (")  # the second input is the bad one
+
+
+def _gray(side: int = SIDE) -> np.ndarray:
+    """A grayscale ramp in [0, 1] (float64)."""
+    return np.linspace(0, 1, side * side).reshape(side, side)
+
+
+def _pil_mode(mode: str) -> Callable[[], tuple[Image.Image, np.ndarray]]:
+    """A maker of ``(PIL image of `mode`, the RGB float image it shows)`` from a colour image or `_gray`."""
+
+    def make() -> tuple[Image.Image, np.ndarray]:
+        rgb = Image.fromarray(face())
+        if mode in ("F", "F255", "F65535"):
+            scale = {"F": 1.0, "F255": 255.0, "F65535": 65535.0}[mode]
+            return Image.fromarray((_gray() * scale).astype(np.float32), "F"), _gray()
+        if mode in ("I", "I255"):
+            scale = 65535 if mode == "I" else 255
+            return Image.fromarray(np.round(_gray() * scale).astype(np.int32), "I"), np.round(_gray() * scale) / scale
+        if mode.startswith("I;16"):
+            values = np.round(_gray() * 65535).astype(np.uint16)
+            order = ">u2" if mode == "I;16B" else "<u2"
+            return Image.frombytes(mode, (SIDE, SIDE), values.astype(order).tobytes()), values / 65535
+        image = rgb.convert(mode)
+        return image, np.asarray(image.convert("LA" if mode == "La" else "RGB").convert("RGB")) / 255
+
+    return make
+
+
+PIL_MODES = ["1", "L", "P", "PA", "LA", "La", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "I255",
+             "I;16", "I;16B", "I;16L", "I;16N", "F", "F255", "F65535"]
+
+
+@pytest.mark.parametrize("mode", PIL_MODES)
+def test_pil_modes_are_read_by_their_value_range(mode) -> None:
+    from latentface.preprocess import to_batch
+
+    image, expected = _pil_mode(mode)()
+    got = to_batch(image, SIDE)[0].permute(1, 2, 0).numpy()
+    expected = np.repeat(expected[:, :, None], 3, axis=2) if expected.ndim == 2 else expected
+    np.testing.assert_allclose(got, expected, atol=1.5 / 255)
+    assert got.max() > 0.5  # never silently black
