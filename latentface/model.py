@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +29,24 @@ from latentface.render.formation import form_image
 
 PROTOCOLS = FEATURE_PROTOCOLS
 """The protocols of `LatentFace.features` (`latentface.options.FEATURE_PROTOCOLS`)."""
+
+
+def _check_image_size(model: LatentFace, folder: os.PathLike) -> None:
+    """Raise `WeightsError` when the weights in `folder` fit the model's config only with another ``image_size``
+    (sizes above 64 add shared stride-2 blocks: the tensors of 64 px and of larger sizes differ)."""
+    found = hub.tensor_shapes(folder)
+    cfg = model.config
+    if found == {k: tuple(v.shape) for k, v in model.state_dict().items()}:
+        return
+    other_size = 128 if cfg.image_size == 64 else 64
+    with torch.device("meta"):
+        other = LatentFace(dataclasses.replace(cfg, image_size=other_size))
+    if found == {k: tuple(v.shape) for k, v in other.state_dict().items()}:
+        made_for = "64" if other_size == 64 else "128 or larger (64 * 2**k, k >= 1)"
+        raise WeightsError(
+            f"the weights in {os.fspath(folder)!r} were made for image_size {made_for}, but its config.json says "
+            f"image_size {cfg.image_size}: correct image_size in config.json"
+        )
 
 
 class LatentFace(nn.Module):
@@ -383,6 +402,7 @@ class LatentFace(nn.Module):
         config = hub.load_config(folder)
         with torch.device("meta"):  # no random initialisation: every parameter comes from the file
             model = cls(config, renderer=renderer)
+        _check_image_size(model, folder)
         hub.load_weights(model, folder)
         model.model_card = hub.read_card(folder)
         model.name_or_path = os.fspath(name_or_path)
