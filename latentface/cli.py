@@ -216,6 +216,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _min_side(text: str) -> int:
+    value = int(text)
+    if value < MIN_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIDE} (images under {MIN_IMAGE_SIDE} px are "
+                                         f"refused everywhere), got {text}")
+    return value
+
+
 def _device(text: str) -> str:
     import torch
 
@@ -352,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="crop each image to its largest detected face (Unsup3D crop; needs the [face] extra)")
     encode.add_argument("--all-faces", action="store_true",
                         help="with --detect: every face, one row each, named PATH#k (k = 0, 1, ..., largest first)")
-    encode.add_argument("--min-side", type=_positive_int, default=MIN_IMAGE_SIDE,
-                        help=f"skip images or face boxes with a shorter side (default {MIN_IMAGE_SIDE} px)")
+    encode.add_argument("--min-side", type=_min_side, default=MIN_IMAGE_SIDE,
+                        help=f"skip images or face boxes with a shorter side (default and least {MIN_IMAGE_SIDE} px, "
+                        "the rule of every entry point)")
     encode.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (it is shown on stderr when that is a terminal)")
     encode.set_defaults(func=_encode)

@@ -30,6 +30,7 @@ from latentface.data.records import ImageRecord
 from latentface.extract import NON_FINITE, OK, encode_records, load_output
 from latentface.inputs import expand_inputs
 from latentface.paths import BROKEN_LINK, LINK_LOOP, display_name, image_suffixes
+from latentface.preprocess import MIN_IMAGE_SIDE
 from latentface.reconstruct import write_reconstructions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -592,3 +593,79 @@ def test_pil_modes_are_read_by_their_value_range(mode) -> None:
     expected = np.repeat(expected[:, :, None], 3, axis=2) if expected.ndim == 2 else expected
     np.testing.assert_allclose(got, expected, atol=1.5 / 255)
     assert got.max() > 0.5  # never silently black
+
+
+# --- Class 6: one rule for every entry point -------------------------------------------------------------------------
+
+SIZE_CASES = [(1, 1), (15, 15), (15, 64), (64, 15), (16, 16), (16, 300), (300, 16), (64, 64)]  # (width, height)
+
+
+@pytest.fixture(scope="module")
+def sized_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sizes")
+    for w, h in SIZE_CASES:
+        Image.fromarray(face(side=max(w, h))[:h, :w]).save(folder / f"{w}x{h}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cli_verdicts(sized_folder) -> dict[str, dict[str, bool]]:
+    """Whether `encode` and `reconstruct` accepted each image (file name -> entry point -> accepted), and the
+    skip lines of `reconstruct`."""
+    out = sized_folder.parent / f"{sized_folder.name}-out"
+    main(["encode", str(sized_folder), "-o", str(out / "codes.npz"), "--protocol", "codes", "--no-progress"])
+    arrays, _ = load_output(out / "codes.npz")
+    encoded = {Path(f).name: s == OK for f, s in zip(arrays["files"].tolist(), arrays["status"].tolist(), strict=True)}
+    main(["reconstruct", str(sized_folder), "-o", str(out / "recon"), "--animation-format", "none", "--no-mesh"])
+    summary = json.loads((out / "recon" / "reconstruct.json").read_text())
+    rebuilt = {Path(r["input"]).name: r["status"] == "done" for r in summary["inputs"]}
+    errors = {Path(r["input"]).name: r["error"] for r in summary["inputs"] if r["error"]}
+    return {"encode": encoded, "reconstruct": rebuilt, "errors": errors}  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(("width", "height"), SIZE_CASES, ids=[f"{w}x{h}" for w, h in SIZE_CASES])
+def test_every_entry_point_accepts_and_refuses_the_same_images(api_model, sized_folder, cli_verdicts, width,
+                                                               height) -> None:
+    name, accepted = f"{width}x{height}.png", min(width, height) >= MIN_IMAGE_SIDE
+    assert cli_verdicts["encode"][name] is accepted
+    assert cli_verdicts["reconstruct"][name] is accepted
+    sources = [sized_folder / name, Image.open(sized_folder / name),
+               torch.from_numpy(np.array(Image.open(sized_folder / name))).permute(2, 0, 1)]
+    for source in sources:
+        if accepted:
+            api_model.encode(source)
+        else:
+            with pytest.raises(InvalidImageError, match=f"image is {width}x{height} pixels, smaller than the minimum"):
+                api_model.encode(source)
+    if not accepted:  # the skip line names the file and what was too small, not "input 0"
+        assert cli_verdicts["errors"][name] == (f"the image: image is {width}x{height} pixels, smaller than the "
+                                                f"minimum of {MIN_IMAGE_SIDE} on a side")
+
+
+class _TinyFaceDetector:
+    """Finds a 40x40 face and an 8x8 one."""
+
+    def __init__(self, **kwargs: object) -> None:
+        pass
+
+    def detect(self, image: Image.Image) -> list[types.SimpleNamespace]:
+        return [types.SimpleNamespace(image=image.crop((0, 0, s, s)), box=(0.0, 0.0, float(s), float(s)),
+                                      crop_box=(0, 0, s, s), confidence=0.9) for s in (40, 8)]
+
+
+def test_reconstruct_skip_line_names_the_detected_face(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "latentface.preprocess.faces",
+                        types.SimpleNamespace(FaceDetector=_TinyFaceDetector))
+    Image.fromarray(face(side=64)).save(tmp_path / "group.png")
+    argv = ["reconstruct", str(tmp_path / "group.png"), "-o", str(tmp_path / "out"), "--detect", "--all-faces",
+            "--animation-format", "none", "--no-mesh"]
+    assert main(argv) == EXIT_ERROR
+    assert (f"skipped {tmp_path / 'group.png'}#1: the detected face: image is 8x8 pixels, smaller than the minimum "
+            f"of {MIN_IMAGE_SIDE} on a side") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("min_side", ["1", "15"])
+def test_encode_min_side_cannot_go_below_the_rule(tmp_path, capsys, min_side) -> None:
+    with pytest.raises(SystemExit):
+        main(["encode", "x.png", "-o", str(tmp_path / "o.npz"), "--min-side", min_side])
+    assert f"must be at least {MIN_IMAGE_SIDE}" in capsys.readouterr().err
