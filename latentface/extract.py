@@ -454,10 +454,13 @@ def _names(records: Sequence[ImageRecord], names: Sequence[str] | None) -> list[
 
 
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,
-                   skip: Mapping[int, str]) -> None:
+                   skip: Mapping[int, str], min_side: int) -> None:
     check_option("protocol", protocol, PROTOCOLS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if min_side < MIN_IMAGE_SIDE:
+        raise ValueError(f"min_side must be at least {MIN_IMAGE_SIDE} (the smallest image any entry point accepts), "
+                         f"got {min_side}")
     if not records:
         raise ValueError("no records to encode")
     if out.suffix not in OUTPUT_SUFFIXES:
@@ -538,7 +541,7 @@ def encode_records(
         flip: encode the horizontally mirrored images.
         names: row names (default: the record paths).
         skip: rows not to load, with the status to give them (e.g. ``"no face detected"``).
-        min_side: smaller images or boxes are skipped.
+        min_side: smaller images or boxes are skipped (at least `DEFAULT_MIN_SIDE`, the rule of every entry point).
         faces: the detected face of each row that has one (`latentface.face_records.detect_rows`); when given,
             the output also holds `FACE_ARRAYS`, so that every row maps back to its face.
         work_dir: chunk folder (default `default_work_dir`).
@@ -555,7 +558,7 @@ def encode_records(
     """
     out = Path(out_path)
     skip = dict(skip or {})
-    _check_request(model, records, out, protocol, batch_size, skip)
+    _check_request(model, records, out, protocol, batch_size, skip, min_side)
     names = _names(records, names)
     digest, settings = weights_digest(model), _settings(model, protocol, seed, batch_size, flip, min_side)
     bad = [i for i in faces or {} if not 0 <= i < len(records)]

@@ -20,7 +20,7 @@ from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEnco
 from latentface.nets.rdm import ConditionalDenoiser
 from latentface.options import FEATURE_PROTOCOLS, FeatureProtocol, Renderer, Sampler, View, check_option
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
-from latentface.preprocess import Images, ImageTransform, create_transform, to_batch
+from latentface.preprocess import MIN_IMAGE_SIDE, Images, ImageTransform, create_transform, to_batch
 from latentface.render import codes as codes_module
 from latentface.render.backends import get_rasterizer
 from latentface.render.codes import Scalars
@@ -146,10 +146,18 @@ class LatentFace(nn.Module):
             "URL), or the demo weights 'synthfaces-tiny'"
         )
 
-    def preprocess(self, images: Images) -> Tensor:
-        """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`)."""
+    def preprocess(self, images: Images, *, name: str | None = None) -> Tensor:
+        """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`).
+
+        Images under `latentface.preprocess.MIN_IMAGE_SIDE` (16) pixels on a side are refused, as by every entry
+        point. `name`: how errors name the input (`latentface.preprocess.to_batch`).
+
+        Raises:
+            InvalidImageError: naming the bad input.
+        """
         pp = self.config.preprocess
-        batch = to_batch(images, self.config.image_size, pp.resample, pp.resize_mode)
+        batch = to_batch(images, self.config.image_size, pp.resample, pp.resize_mode, min_side=MIN_IMAGE_SIDE,
+                         name=name)
         return batch.to(self.device, self.dtype)
 
     def _as_input(self, images: Images) -> Tensor:

@@ -472,7 +472,8 @@ def write_reconstructions(
                 finish(record)
                 continue
             try:
-                pending.append((record, model.preprocess(path if face is None else face.image)))
+                image, what = (path, "the image") if face is None else (face.image, "the detected face")
+                pending.append((record, model.preprocess(image, name=what)))
             except InvalidImageError as err:
                 record.status, record.error, record.outputs = "error", str(err), []
                 finish(record)

@@ -12,7 +12,9 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
+import time
 import types
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,12 +26,16 @@ import torch
 from conftest import seeded_model, tiny_config
 from PIL import Image
 
+import latentface
 from latentface import InvalidImageError, LatentFace, LatentFaceConfig, WeightsError
 from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, main
 from latentface.data.records import ImageRecord
 from latentface.extract import NON_FINITE, OK, encode_records, load_output
 from latentface.inputs import expand_inputs
+from latentface.launched import EXIT_LAUNCHER_GONE
+from latentface.output_lock import OutputLock, OutputLockedError, lock_path
 from latentface.paths import BROKEN_LINK, LINK_LOOP, display_name, image_suffixes
+from latentface.preprocess import MIN_IMAGE_SIDE
 from latentface.reconstruct import write_reconstructions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -592,3 +598,193 @@ def test_pil_modes_are_read_by_their_value_range(mode) -> None:
     expected = np.repeat(expected[:, :, None], 3, axis=2) if expected.ndim == 2 else expected
     np.testing.assert_allclose(got, expected, atol=1.5 / 255)
     assert got.max() > 0.5  # never silently black
+
+
+# --- Class 6: one rule for every entry point -------------------------------------------------------------------------
+
+SIZE_CASES = [(1, 1), (15, 15), (15, 64), (64, 15), (16, 16), (16, 300), (300, 16), (64, 64)]  # (width, height)
+
+
+@pytest.fixture(scope="module")
+def sized_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sizes")
+    for w, h in SIZE_CASES:
+        Image.fromarray(face(side=max(w, h))[:h, :w]).save(folder / f"{w}x{h}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cli_verdicts(sized_folder) -> dict[str, dict[str, bool]]:
+    """Whether `encode` and `reconstruct` accepted each image (file name -> entry point -> accepted), and the
+    skip lines of `reconstruct`."""
+    out = sized_folder.parent / f"{sized_folder.name}-out"
+    main(["encode", str(sized_folder), "-o", str(out / "codes.npz"), "--protocol", "codes", "--no-progress"])
+    arrays, _ = load_output(out / "codes.npz")
+    encoded = {Path(f).name: s == OK for f, s in zip(arrays["files"].tolist(), arrays["status"].tolist(), strict=True)}
+    main(["reconstruct", str(sized_folder), "-o", str(out / "recon"), "--animation-format", "none", "--no-mesh"])
+    summary = json.loads((out / "recon" / "reconstruct.json").read_text())
+    rebuilt = {Path(r["input"]).name: r["status"] == "done" for r in summary["inputs"]}
+    errors = {Path(r["input"]).name: r["error"] for r in summary["inputs"] if r["error"]}
+    return {"encode": encoded, "reconstruct": rebuilt, "errors": errors}  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(("width", "height"), SIZE_CASES, ids=[f"{w}x{h}" for w, h in SIZE_CASES])
+def test_every_entry_point_accepts_and_refuses_the_same_images(api_model, sized_folder, cli_verdicts, width,
+                                                               height) -> None:
+    name, accepted = f"{width}x{height}.png", min(width, height) >= MIN_IMAGE_SIDE
+    assert cli_verdicts["encode"][name] is accepted
+    assert cli_verdicts["reconstruct"][name] is accepted
+    sources = [sized_folder / name, Image.open(sized_folder / name),
+               torch.from_numpy(np.array(Image.open(sized_folder / name))).permute(2, 0, 1)]
+    for source in sources:
+        if accepted:
+            api_model.encode(source)
+        else:
+            with pytest.raises(InvalidImageError, match=f"image is {width}x{height} pixels, smaller than the minimum"):
+                api_model.encode(source)
+    if not accepted:  # the skip line names the file and what was too small, not "input 0"
+        assert cli_verdicts["errors"][name] == (f"the image: image is {width}x{height} pixels, smaller than the "
+                                                f"minimum of {MIN_IMAGE_SIDE} on a side")
+
+
+class _TinyFaceDetector:
+    """Finds a 40x40 face and an 8x8 one."""
+
+    def __init__(self, **kwargs: object) -> None:
+        pass
+
+    def detect(self, image: Image.Image) -> list[types.SimpleNamespace]:
+        return [types.SimpleNamespace(image=image.crop((0, 0, s, s)), box=(0.0, 0.0, float(s), float(s)),
+                                      crop_box=(0, 0, s, s), confidence=0.9) for s in (40, 8)]
+
+
+def test_reconstruct_skip_line_names_the_detected_face(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "latentface.preprocess.faces",
+                        types.SimpleNamespace(FaceDetector=_TinyFaceDetector))
+    Image.fromarray(face(side=64)).save(tmp_path / "group.png")
+    argv = ["reconstruct", str(tmp_path / "group.png"), "-o", str(tmp_path / "out"), "--detect", "--all-faces",
+            "--animation-format", "none", "--no-mesh"]
+    assert main(argv) == EXIT_ERROR
+    assert (f"skipped {tmp_path / 'group.png'}#1: the detected face: image is 8x8 pixels, smaller than the minimum "
+            f"of {MIN_IMAGE_SIDE} on a side") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("min_side", ["1", "15"])
+def test_encode_min_side_cannot_go_below_the_rule(tmp_path, capsys, min_side) -> None:
+    with pytest.raises(SystemExit):
+        main(["encode", "x.png", "-o", str(tmp_path / "o.npz"), "--min-side", min_side])
+    assert f"must be at least {MIN_IMAGE_SIDE}" in capsys.readouterr().err
+
+
+# --- Class 7: multi-process shutdown and concurrent runs ---------------------------------------------------------
+
+_SLOW_WORKER = """
+import os, sys, time
+from pathlib import Path
+from latentface.model import LatentFace
+Path(os.environ["LATENTFACE_TEST_PIDS"], str(os.getpid())).touch()
+method = os.environ.get("LATENTFACE_TEST_SLOW", "features")  # the model call that encodes a batch
+original = getattr(LatentFace, method)
+def slow(self, *args, **kwargs):
+    time.sleep(0.3)
+    return original(self, *args, **kwargs)
+setattr(LatentFace, method, slow)
+from latentface.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+_KILL_THE_LAUNCHER = """
+import ctypes, json, os, signal, subprocess, sys, time
+from pathlib import Path
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphaned workers come here
+pids, out = Path(os.environ["LATENTFACE_TEST_PIDS"]), Path(sys.argv[1])
+launcher = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.monotonic() + 120
+while len(list(pids.iterdir())) < 2 or not list(out.parent.glob(f".{out.name}.*.chunks/batch-*.npz")):
+    assert launcher.poll() is None and time.monotonic() < deadline, "the run ended or stalled before its 1st chunk"
+    time.sleep(0.05)
+workers = {int(p.name) for p in pids.iterdir()}
+os.kill(launcher.pid, signal.SIGKILL)
+launcher.wait()
+codes, deadline = {}, time.monotonic() + 30
+while set(codes) < workers and time.monotonic() < deadline:
+    pid, status = os.waitpid(-1, os.WNOHANG)
+    if pid in workers:
+        codes[pid] = os.waitstatus_to_exitcode(status)
+    time.sleep(0.02 if pid == 0 else 0)
+for pid in workers - set(codes):  # still running after 30 s: the test fails, and nothing is left behind
+    os.kill(pid, signal.SIGKILL)
+print(json.dumps(sorted(codes.values())))
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that imports this checkout of latentface (not another installed copy)."""
+    root = str(Path(latentface.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def six_faces(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("six")
+    for i in range(6):
+        save_face(folder / f"f{i}.png", seed=i)
+    return folder
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER is Linux only")
+def test_killing_the_launcher_stops_its_workers(six_faces, tmp_path) -> None:
+    script, pids, out = tmp_path / "worker.py", tmp_path / "pids", tmp_path / "out" / "codes.npz"
+    script.write_text(_SLOW_WORKER)
+    pids.mkdir()
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+              str(script), "encode", str(six_faces), "-o", str(out), "--batch-size", "1", "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", _KILL_THE_LAUNCHER, str(out), *launch], capture_output=True,
+                          text=True, timeout=240, env=_env(LATENTFACE_TEST_PIDS=str(pids)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == [EXIT_LAUNCHER_GONE, EXIT_LAUNCHER_GONE]
+    assert not out.exists() and not _locked(out)  # nothing written, and the killed run left no lock held
+
+
+def _locked(out: Path) -> bool:
+    try:
+        with OutputLock(out):
+            return False
+    except OutputLockedError:
+        return True
+
+
+def test_output_lock_refuses_a_second_holder_and_names_the_first(tmp_path) -> None:
+    out = tmp_path / "sub" / "codes.npz"
+    with OutputLock(out):
+        assert lock_path(out).read_text() == str(os.getpid())
+        with pytest.raises(OutputLockedError, match=rf"being written by another run \(process {os.getpid()}"):
+            OutputLock(out).acquire()
+    assert not lock_path(out).exists() and not _locked(out)
+
+
+def test_second_encode_on_the_same_output_is_refused_while_the_first_writes(six_faces, tmp_path, capsys) -> None:
+    out = tmp_path / "codes.npz"
+    argv = ["encode", str(six_faces), "-o", str(out), "--batch-size", "1", "--protocol", "codes", "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-c", _SLOW_WORKER, *argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=_env(LATENTFACE_TEST_PIDS=str(tmp_path), LATENTFACE_TEST_SLOW="encode_batch"))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".codes.npz.*.chunks/batch-*.npz")):
+        assert first.poll() is None and time.monotonic() < deadline, "the first run ended before its 1st chunk"
+        time.sleep(0.02)
+    assert main(argv) == EXIT_NOTHING_DONE
+    assert f"is being written by another run (process {first.pid}" in capsys.readouterr().err
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    arrays, _ = load_output(out)
+    assert arrays["status"].tolist() == [OK] * 6
+    assert main(argv) == 0  # up to date: the same key, nothing to do, and the lock is free again
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.isdigit()) == ["codes.npz"]

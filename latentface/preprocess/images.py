@@ -11,8 +11,10 @@ the offending input and, in a batch tensor, the image index: wrong types, shapes
 batches, values outside the range, NaN/Inf, meta tensors, closed PIL images, unreadable files.
 
 Size limits: files over PIL's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels, about 179
-megapixels by default) are refused before decoding; `check_image_size` refuses images under `MIN_IMAGE_SIDE`
-pixels on a side where a caller asks for it (face detection does; `to_batch` only with ``min_side``).
+megapixels by default) are refused before decoding; images under `MIN_IMAGE_SIDE` pixels on a side are refused
+(`check_image_size`) by every entry point: `LatentFace.preprocess` (so `encode` and `features`), ``latentface
+encode`` (which may ask for more with ``--min-side``), ``latentface reconstruct`` and face detection; `to_batch`
+refuses them when asked (``min_side``).
 """
 
 from __future__ import annotations
@@ -294,7 +296,13 @@ def resize_square(
 
 
 def to_batch(
-    images: Images, size: int, resample: str = "bilinear", resize_mode: str = "stretch", *, min_side: int = 1
+    images: Images,
+    size: int,
+    resample: str = "bilinear",
+    resize_mode: str = "stretch",
+    *,
+    min_side: int = 1,
+    name: str | None = None,
 ) -> torch.Tensor:
     """Convert any accepted input to one float32 batch (B, 3, size, size) in [0, 1] on the CPU.
 
@@ -303,19 +311,24 @@ def to_batch(
         size: output side.
         resample: ``"bilinear"`` or ``"bicubic"``.
         resize_mode: ``"stretch"`` or ``"center_crop"`` (`resize_square`).
-        min_side: refuse images with a side under this many pixels (`MIN_IMAGE_SIDE` is a sensible choice for
-            user photos; the default 1 only refuses empty images).
+        min_side: refuse images with a side under this many pixels (`MIN_IMAGE_SIDE` is the rule of every entry
+            point: `LatentFace.preprocess`, and so `encode` and `features`, ``latentface encode`` and
+            ``reconstruct``; the default 1 only refuses empty images).
+        name: how errors name the input (one input) or prefix the name of each (a list); default: the index and
+            path, or the type and shape.
 
     Raises:
         InvalidImageError: naming the first bad input (its index, path or type and shape).
     """
-    items: Sequence[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+    listed = isinstance(images, (list, tuple))
+    items: Sequence[ImageInput] = list(images) if listed else [images]  # type: ignore[arg-type]
     if not items:
         raise InvalidImageError("no images given: the input list is empty")
     batch: list[torch.Tensor] = []
     for index, item in enumerate(items):
-        name = _describe(index, item)
-        for chw in _single(item, name):
-            check_image_size(chw.shape[2], chw.shape[1], name, min_side)
+        described = _describe(index, item)
+        label = described if name is None else f"{name}, {described}" if listed else name
+        for chw in _single(item, label):
+            check_image_size(chw.shape[2], chw.shape[1], label, min_side)
             batch.append(resize_square(chw, size, resample, resize_mode))
     return torch.stack(batch)
