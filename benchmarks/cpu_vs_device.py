@@ -17,16 +17,13 @@ status: 0 when the check passes, 1 when it does not, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import socket
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
-from timing import HelpFormatter, exact_float32, publish
+from harness import exact_float32, publish, reports_errors, run
 from torch import Tensor
 
 from latentface import LatentFace, LatentFaceConfig, Latents
@@ -42,7 +39,7 @@ def outputs(model: LatentFace, images: Tensor, noise: Latents) -> dict[str, Tens
     Args:
         model: the model, in eval mode.
         images: (B, 3, 64, 64) in [0, 1], on the CPU.
-        noise: the RDM start noise, (B, 256) each, on the CPU.
+        noise: the RDM start noise, (B, ``model.config.latent_dim``) each, on the CPU.
 
     Returns:
         Name -> CPU tensor: the `VALUES` and ``render.mask``.
@@ -105,43 +102,42 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_output = Path(__file__).resolve().parent / "results" / f"cpu-vs-device-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--device", default="cuda", help="the device compared with the CPU")
+    p = harness.new_parser(__doc__)
+    harness.add_model_options(p, weights=None, device="cuda", device_help="the device compared with the CPU")
     p.add_argument("--batch-size", type=int, default=16, help="images compared")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, images and noise")
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted absolute difference")
     p.add_argument("--mask-tolerance", type=float, default=1e-3,
                    help="largest accepted fraction of pixels whose mask differs")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "cpu-vs-device")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.tolerance < 0 or args.mask_tolerance < 0:
         p.error("--batch-size must be positive and the tolerances non-negative")
     return args
 
 
+@reports_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    found = timing.devices([args.device], args.threads)
-    if found is None:
-        return 2
+    found = harness.select_devices([args.device], args.threads)
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     model = LatentFace(LatentFaceConfig()).eval()
     gen = torch.Generator().manual_seed(args.seed)
     images = torch.rand(args.batch_size, 3, 64, 64, generator=gen)
-    noise = Latents(texture=torch.randn(args.batch_size, 256, generator=gen),
-                    shape=torch.randn(args.batch_size, 256, generator=gen))
+    dim = model.config.latent_dim
+    noise = Latents(texture=torch.randn(args.batch_size, dim, generator=gen),
+                    shape=torch.randn(args.batch_size, dim, generator=gen))
     on_cpu = outputs(model, images, noise)
     on_device = outputs(model.to(found[0]), images, noise)
     results = compare(on_cpu, on_device)
     results["passed"] = (max(results["max_abs_diff"].values()) <= args.tolerance
                          and results["mask_mismatch"] <= args.mask_tolerance)
     report = {
-        "machine": timing.machine_info(found),
+        "machine": harness.machine_info(found),
         "settings": {"device": str(found[0]), "batch_size": args.batch_size, "seed": args.seed,
                      "tolerance": args.tolerance, "mask_tolerance": args.mask_tolerance},
+        "model": harness.model_record(model.cpu()),
         "results": results,
         "total_seconds": time.perf_counter() - started,
     }
@@ -150,4 +146,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

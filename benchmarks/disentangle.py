@@ -55,18 +55,15 @@ time) to ``--output``, written atomically. Examples::
 from __future__ import annotations
 
 import argparse
-import math
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
-import torch.nn.functional as F
-from timing import HelpFormatter, finite, load_model, publish
+from harness import ScriptError, finite, load_model, publish, reports_errors, run
 from torch import Tensor
 from tqdm import tqdm
 
@@ -81,8 +78,7 @@ from latentface.data.synthfaces import (
     SynthFacesImages,
 )
 from latentface.errors import WeightsError
-from latentface.eval import identity_retrieval, linear_probe
-from latentface.extract import weights_digest
+from latentface.eval import clip_invariance, identity_retrieval, linear_probe, probe_chance, retrieval_chance
 
 DEFAULT_WEIGHTS = "synthfaces-tiny"
 FEATURE_SETS = (
@@ -110,7 +106,7 @@ PROBE_VAL_FRACTION = 0.2
 NO_RDM_NOTE = "the weights have no RDM (Stage 1 only): identity, expression and FER rows skipped"
 
 
-class DataError(Exception):
+class DataError(ScriptError):
     """The data folder cannot be used."""
 
 
@@ -169,26 +165,6 @@ def feature_sets(model: LatentFace, codes: FaceCodes, seed: int, batch_size: int
 # ------------------------------------------------------------------------------------------------------ probes
 
 
-def retrieval_chance(labels: Tensor) -> dict[str, float]:
-    """Expected top-1 and mean AP of a random ranking, for the leave-one-out retrieval of `identity_retrieval`.
-
-    A query with P same-identity items among M candidates: top-1 P / M, and
-    ``E[AP] = (1/M) sum_{i=1..M} (1 + (i - 1)(P - 1)/(M - 1)) / i``.
-    """
-    counts = torch.bincount(torch.unique(labels, return_inverse=True)[1]).double()
-    m = len(labels) - 1
-    p = counts[counts > 1] - 1  # positives per query, one entry per identity with a positive
-    weight = p + 1  # queries of that identity
-    if len(p) == 0 or m < 1:
-        return {"top1": math.nan, "mean_ap": math.nan}
-    i = torch.arange(1, m + 1, dtype=torch.float64)
-    if m > 1:
-        ap = ((1 + (i[None] - 1) * (p[:, None] - 1) / (m - 1)) / i[None]).sum(1) / m
-    else:
-        ap = torch.ones_like(p)
-    return {"top1": float((weight * p / m).sum() / weight.sum()), "mean_ap": float((weight * ap).sum() / weight.sum())}
-
-
 def identity_halves(identity: Tensor) -> tuple[Tensor, Tensor]:
     """Boolean masks (train, test): items of the first half of the identities (sorted), and of the rest."""
     ids = torch.unique(identity)
@@ -208,13 +184,6 @@ def probe_val_fraction(train_labels: Tensor) -> float | None:
     return None
 
 
-def probe_chance(train_labels: Tensor, test_labels: Tensor, num_classes: int) -> dict[str, Any]:
-    """Chance levels of the expression probe: majority training class on the test half, and 1 / classes."""
-    majority = torch.bincount(train_labels, minlength=num_classes).argmax()
-    return {"majority_accuracy": float((test_labels == majority).double().mean()), "uniform": 1.0 / num_classes,
-            "majority_class": EXPRESSIONS[int(majority)] if num_classes == len(EXPRESSIONS) else int(majority)}
-
-
 def score_features(feats: dict[str, Tensor], identity: Tensor, expression: Tensor, seed: int,
                    progress: bool = True, max_iter: int = 100) -> dict[str, Any]:
     """Identity retrieval and the expression probe for every feature set, with the chance levels."""
@@ -224,7 +193,7 @@ def score_features(feats: dict[str, Tensor], identity: Tensor, expression: Tenso
     out: dict[str, Any] = {
         "chance": {
             "retrieval": retrieval_chance(identity),
-            "probe": {**probe_chance(expression[train], expression[test], num_classes),
+            "probe": {**probe_chance(expression[train], expression[test], num_classes, EXPRESSIONS),
                       "train_items": int(train.sum()), "test_items": int(test.sum()),
                       "train_identities": len(torch.unique(identity[train])),
                       "test_identities": len(torch.unique(identity[test])), "val_fraction": val_fraction,
@@ -280,26 +249,6 @@ def split_summary(features: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------- clips
-
-
-def clip_invariance(latents: Tensor, target: Tensor | None = None) -> dict[str, float]:
-    """Invariance of per-frame latents (M, F, D) within each clip.
-
-    Returns:
-        ``cosine_to_clip_mean``: mean cosine similarity of a frame's latent to its clip's mean latent;
-        ``distance_to_clip_mean``: mean Euclidean distance to it; ``relative_distance``: that over the mean latent
-        norm; ``distance_to_target``: mean distance to `target` (M, D) (default: the clip mean itself).
-    """
-    latents = latents.double()
-    mean = latents.mean(1, keepdim=True)
-    target = mean if target is None else target.double()[:, None]
-    distance = (latents - mean).norm(dim=-1)
-    return {
-        "cosine_to_clip_mean": float(F.cosine_similarity(latents, mean.expand_as(latents), dim=-1).mean()),
-        "distance_to_clip_mean": float(distance.mean()),
-        "relative_distance": float(distance.mean() / latents.norm(dim=-1).mean().clamp(min=1e-12)),
-        "distance_to_target": float((latents - target).norm(dim=-1).mean()),
-    }
 
 
 def clip_diagnostic(model: LatentFace, codes: FaceCodes, clips: int, frames: int, seed: int,
@@ -447,9 +396,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_output = Path(__file__).resolve().parent / "results" / f"disentangle-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights: built-in name, local folder or Hub id")
+    p = harness.new_parser(__doc__)
+    harness.add_model_options(p, weights=DEFAULT_WEIGHTS)
     p.add_argument("--data-root", type=Path, default=None,
                    help="a SynthFaces export folder (default: SynthFaces generated on the fly)")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to evaluate")
@@ -460,13 +408,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hold", default="", help="comma-separated factors every image of an identity takes from its first "
                    f"image ({', '.join(HOLDABLE)}); 'light,shift' holds what a clip holds")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces world seed, RDM noise seed and probe seed")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device (default: cuda when available, else cpu)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch")
     p.add_argument("--probe-max-iter", type=int, default=100, help="L-BFGS iterations per fit of the linear probe")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "disentangle", progress=True)
     args = p.parse_args(argv)
     if args.identities < 2 or args.samples_per_identity < 2:
         p.error("--identities and --samples-per-identity must be at least 2")
@@ -519,22 +463,14 @@ def _data(args: argparse.Namespace, size: int) -> tuple[dict[str, Any], Callable
                           folder_clips)
 
 
+@reports_errors(WeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("error: CUDA requested but not available", file=sys.stderr)
-        return 2
+    device = harness.select_devices([args.device], args.threads)[0]
     torch.manual_seed(args.seed)
-    try:
-        model = load_model(args.weights, device)
-        info, source = _data(args, model.config.image_size)
-    except (WeightsError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = load_model(args.weights, device)
+    info, source = _data(args, model.config.image_size)
     progress = not args.no_progress
     batches, total, labels, clip_source = source()
     t0 = time.perf_counter()
@@ -562,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["notes"] = notes
     report: dict[str, Any] = {
         "benchmark": "disentangle",
-        "machine": timing.machine_info([device]),
+        "machine": harness.machine_info([device]),
         "settings": {
             "weights": args.weights, "device": str(device), "batch_size": args.batch_size, "seed": args.seed,
             "data": info, "retrieval": "leave-one-out identity retrieval, cosine similarity, all images",
@@ -572,8 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sampler": model.config.sampler, "sampling_steps": model.config.sampling_steps,
             "expressions": list(EXPRESSIONS),
         },
-        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm,
-                  "weights_sha256": weights_digest(model)},
+        "model": harness.model_record(model),
         "num_images": len(identity),
         "results": _clean(results),
         "timing": {"encode_seconds": encode_seconds, "score_seconds": score_seconds},
@@ -584,4 +519,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,13 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-import timing
+from harness import load_model, publish, reports_errors, run
 from PIL import Image
-from timing import HelpFormatter, publish
 
 from latentface.cli import main as cli_main
 from latentface.data.synthfaces import SynthFacesImages
+from latentface.errors import WeightsError
 from latentface.extract import OK, load_output
 
 PROTOCOLS = ("fer", "verification", "codes")
@@ -84,32 +84,28 @@ def detector_available() -> bool:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--weights", default="synthfaces-tiny", help="weights: built-in name, local folder or Hub id")
-    p.add_argument("--device", default="cpu", help="torch device")
+    p = harness.new_parser(__doc__)
+    harness.add_model_options(p, device="cpu")
     p.add_argument("--images", type=int, default=256, help="images per run")
     p.add_argument("--detect-images", type=int, default=64, help="images per --detect run (0: skip detection)")
     p.add_argument("--canvas", type=int, default=640, help="width of the photos the --detect run searches")
     p.add_argument("--batch-size", type=int, default=64, help="encode batch size")
     p.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS), help="protocols to time")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (the median is reported)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces seed")
-    p.add_argument("--output", type=Path,
-                   default=Path(__file__).resolve().parent / "results" / f"encode-speed-{socket.gethostname()}.json",
-                   help="JSON results file (default: benchmarks/results/encode-speed-<host>.json)")
+    harness.add_run_options(p, "encode-speed")
     args = p.parse_args(argv)
     if min(args.images, args.batch_size, args.repeats, args.canvas) < 1 or args.detect_images < 0:
         p.error("--images, --batch-size, --repeats and --canvas must be positive, --detect-images >= 0")
     return args
 
 
+@reports_errors(WeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    found = timing.devices([args.device], args.threads)
-    if found is None:
-        return 2
+    found = harness.select_devices([args.device], args.threads)
+    model = harness.model_record(load_model(args.weights, found[0]))  # the weights every run loads
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -131,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append({"protocol": protocol, "detect": detect, "images": count, "encoded": encoded,
                             "input": f"{args.canvas} x {args.canvas * 3 // 4} photos" if detect else "model-size PNGs",
                             "seconds": seconds, "images_per_s": count / median})
-    report = {"benchmark": "encode_speed", "machine": timing.machine_info(found), "settings": vars(args) | {
-        "output": str(args.output)}, "results": results}
+    report = {"benchmark": "encode_speed", "machine": harness.machine_info(found), "settings": vars(args) | {
+        "output": str(args.output)}, "model": model, "results": results}
     report["total_seconds"] = time.perf_counter() - started
     publish(report, markdown(report), args.output)
     return 0
@@ -150,4 +146,4 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from timing import load_model
+from harness import load_model
 
 from latentface import LatentFace
 from latentface.data.records import ImageRecord
@@ -133,7 +133,7 @@ def throughput(extractions: Sequence[Extraction]) -> float | None:
 
 
 def load_feature_model(name: str, device: Any, feature: str) -> LatentFace:
-    """`timing.load_model`, refusing Stage-1-only weights: the released `feature` needs the RDM.
+    """`harness.load_model`, refusing Stage-1-only weights: the released `feature` needs the RDM.
 
     Raises:
         WeightsError: the weights cannot be loaded or have no RDM.

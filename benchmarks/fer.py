@@ -38,18 +38,16 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-import timing
 import torch
 from feature_cache import default_cache_dir, extract, load_feature_model, skipped_rows, throughput
-from timing import HelpFormatter, publish
+from harness import ScriptError, publish, reports_errors, run
 
 from latentface.data.expressions import ExpressionSet, read_affectnet, read_labelled_folder, read_rafdb
 from latentface.errors import WeightsError
@@ -63,7 +61,7 @@ PROBE_BATCH = {"rafdb": 32, "affectnet": 128, "folder": 32}
 """The released probe's batch size per dataset (folders: RAF-DB's)."""
 
 
-class DataError(Exception):
+class DataError(ScriptError):
     """The dataset cannot be read or leaves too little to train and test on."""
 
 
@@ -143,7 +141,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p = harness.new_parser(__doc__)
     p.add_argument("--dataset", choices=DATASETS, required=True, help="dataset layout")
     p.add_argument("--data-root", type=Path, required=True, help="dataset folder")
     p.add_argument("--pose-list", type=Path, default=None,
@@ -152,9 +150,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="AffectNet only: name of the pose-list subset in reports and tables (default: 'pose-<N>' from "
                         "a file named pose_<N>_..., else the file's stem)")
     p.add_argument("--no-thin", action="store_true", help="AffectNet only: keep every training row (no thinning)")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="built-in name, weights folder or Hub id")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device (default: cuda when available, else cpu)")
+    harness.add_model_options(p, weights=DEFAULT_WEIGHTS)
     p.add_argument("--batch-size", type=int, default=64, help="images per feature-extraction batch")
     p.add_argument("--seed", type=int, default=1234, help="seed of the RDM noise and of the probe")
     p.add_argument("--protocol", choices=PROTOCOLS, default="released",
@@ -170,11 +166,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache (default: $LATENTFACE_FEATURE_CACHE, else ~/.cache/latentface/features)")
     p.add_argument("--figures", type=Path, default=None, help="folder for the confusion-matrix PNG (default: none)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--output", type=Path, default=None,
-                   help="JSON results file (default: benchmarks/results/fer-<dataset>[-<subset>]-<protocol>-<host>"
-                        ".json)")
+    harness.add_run_options(p, None, progress=True, output_help="JSON results file (default: "
+                            "benchmarks/results/fer-<dataset>[-<subset>]-<protocol>-<host>.json)")
     args = p.parse_args(argv)
     if args.pose_list is not None and args.dataset != "affectnet":
         p.error("--pose-list applies to --dataset affectnet only")
@@ -191,24 +184,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.subset = args.subset or subset_name(args.pose_list)
     args.slug = args.dataset + (f"-{args.subset}" if args.subset else "")
     if args.output is None:
-        args.output = (Path(__file__).resolve().parent / "results"
-                       / f"fer-{args.slug}-{args.protocol}-{socket.gethostname()}.json")
+        args.output = harness.result_path(f"fer-{args.slug}-{args.protocol}")
     return args
 
 
+@reports_errors(WeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    found = timing.devices([args.device], args.threads)
-    if found is None:
-        return 2
-    device = found[0]
-    try:
-        model = load_feature_model(args.weights, device, "FER")
-        train, test = read_splits(args)
-    except (WeightsError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    device = harness.select_devices([args.device], args.threads)[0]
+    model = load_feature_model(args.weights, device, "FER")
+    train, test = read_splits(args)
     common = {"protocol": "fer", "batch_size": args.batch_size, "seed": args.seed, "weights_name": args.weights,
               "progress": not args.no_progress}
     jobs = {"train": (train, False), "train_flip": (train, True), "test": (test, False)}
@@ -222,9 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                + skipped_rows([r.path for r in test.records], done["test"].status, "test"))
     if train_ok.sum() < 2 or not test_ok.any():
         example = f"; e.g. {skipped[0]['file']}: {skipped[0]['reason']}" if skipped else ""
-        print(f"error: too few readable images: {int(train_ok.sum())} training and {int(test_ok.sum())} test images "
-              f"({len(skipped)} skipped{example})", file=sys.stderr)
-        return 2
+        raise DataError(f"too few readable images: {int(train_ok.sum())} training and {int(test_ok.sum())} test "
+                        f"images ({len(skipped)} skipped{example})")
     extraction_seconds = sum(e.seconds for e in done.values())
 
     def tensor(a: np.ndarray) -> torch.Tensor:
@@ -236,8 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             tensor(done["train_flip"].features[train_ok]), tensor(train.labels[train_ok]),
                             tensor(done["test"].features[test_ok]), tensor(test.labels[test_ok]), len(train.classes))
     except ValueError as err:
-        print(f"error: the probe cannot run on this data: {err}", file=sys.stderr)
-        return 2
+        raise DataError(f"the probe cannot run on this data: {err}") from err
     probe_seconds = time.perf_counter() - probe_start
     figures = {}
     if args.figures is not None:
@@ -247,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train.classes, title=title))
     report: dict[str, Any] = {
         "benchmark": "fer",
-        "machine": timing.machine_info([device]),
+        "machine": harness.machine_info([device]),
         "settings": {
             "weights": args.weights, "device": str(device), "batch_size": args.batch_size, "seed": args.seed,
             "protocol": args.protocol, "epochs": args.epochs, "lr": args.lr if args.protocol == "released" else None,
@@ -257,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cache_dir": str(args.cache_dir), "sampler": model.config.sampler,
             "sampling_steps": model.config.sampling_steps,
         },
-        "model": {"config": model.config.to_dict(), "feature_dim": model.num_features("fer")},
+        "model": harness.model_record(model, feature_dim=model.num_features("fer")),
         "data": {
             "dataset": args.dataset, "name": train.name, "subset": args.subset, "root": str(args.data_root),
             "pose_list": None if args.pose_list is None else str(args.pose_list),
@@ -281,4 +265,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

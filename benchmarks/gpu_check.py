@@ -476,11 +476,11 @@ def write(path: Path, text: str) -> None:
 
 
 def machine(device: str) -> dict[str, Any]:
-    """`timing.machine_info` for `device`, plus GPU memory and the driver (``nvidia-smi``) where there is one."""
-    import timing
+    """`harness.machine_info` for `device`, plus GPU memory and the driver (``nvidia-smi``) where there is one."""
+    import harness
     import torch
 
-    info = timing.machine_info([torch.device(device)])
+    info = harness.machine_info([torch.device(device)])
     if device != "cpu":
         info["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
         if shutil.which("nvidia-smi"):

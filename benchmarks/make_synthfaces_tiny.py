@@ -15,7 +15,6 @@ machine this script runs on: run every phase there (reused phases from elsewhere
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
 
 from latentface import LatentFace
@@ -58,13 +57,34 @@ def _shown(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
-def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
-    """Train one phase unless its final weights exist; returns them and the command."""
+def train_command(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """The training run of one phase and the command that trains it (as the card shows it).
+
+    Args:
+        phase: one of `PHASES`.
+        work: folder of the training runs.
+        init: final weights of the previous phase, or None for the first.
+        overrides: ``KEY=VALUE`` config overrides of this phase.
+
+    Returns:
+        The run folder and the command.
+    """
     out = (work / f"synthfaces-tiny-{phase.replace('_', '-')}").resolve()
     config = f"benchmarks/configs/synthfaces_tiny_{phase}.toml"
     cmd = ["accelerate", "launch", "benchmarks/train.py", "--config", config, f"output_dir={_shown(out)}"]
     cmd += [f"init={_shown(init)}"] if init is not None else []
-    cmd += list(overrides)
+    return out, cmd + list(overrides)
+
+
+def eval_commands() -> list[list[str]]:
+    """The scoring commands of the card, one per entry of `EVALS`, as a user runs them on the bundled weights."""
+    return [["python", f"benchmarks/{script}.py", "--weights", "synthfaces-tiny", *args]
+            for script, args in EVALS.values()]
+
+
+def train(phase: str, work: Path, init: Path | None, overrides: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """Train one phase unless its final weights exist; returns them and the command (`train_command`)."""
+    out, cmd = train_command(phase, work, init, overrides)
     if not (out / "final" / WEIGHTS_NAME).is_file():
         run([sys.executable, *cmd[2:]])
     elif overrides:
@@ -257,7 +277,7 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = harness.new_parser(__doc__)
     p.add_argument("--work", type=Path, default=ROOT / "runs", help="folder of the training runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PHASE:KEY=VALUE",
                    help=f"override a config value of one phase ({', '.join(PHASES)}), e.g. stage1:optim.lr=1e-4")
@@ -279,11 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     recon = evaluate(weights, "reconstruction", "final")  # Stage 2 leaves the Stage-1 networks unchanged
     dis = evaluate(weights, "disentangle", "final")
     held = evaluate(weights, "disentangle-held", "final")
-    commands += [["python", f"benchmarks/{script}.py", "--weights", "synthfaces-tiny", *args]
-                 for script, args in EVALS.values()]
+    commands += eval_commands()
     devices = [torch.device("cuda")] if torch.cuda.is_available() else []  # the trainer's choice
     model_config = json.loads((final / CONFIG_NAME).read_text())
-    text = card(commands, phases, model_config, recon, dis, timing.machine_info(devices), args.dtype, held)
+    text = card(commands, phases, model_config, recon, dis, harness.machine_info(devices), args.dtype, held)
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(weights / name, TARGET / name)
@@ -293,4 +312,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.run(main)

@@ -13,8 +13,10 @@ eroded by one pixel (a baseline covers every pixel):
 * ``mean_depth``: the average ground-truth depth map of the evaluated set (every pixel, background included),
   predicted for every image.
 
-The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``) and the
-share of images where the model's MAD is below the baseline's on the same image (``mad_better``). Where the
+The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``), the
+share of images where the model's MAD is below the baseline's on the same image (``mad_better``), and the model's
+SIDE and MAD of every image in data order (``per_image``; null for an image left out), which pin the report to the
+weights: the tests re-measure the first images with the bundled weights and compare. Where the
 ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
 and roll (degrees), ambient and diffuse strengths and light direction (x, y of ``normalise([x, y, 1])``) are fitted
 against the true ones (`latentface.eval.pose_light_fits`: slope and correlation; slope 1 = the true scale).
@@ -49,7 +51,6 @@ time) to ``--output``, written atomically. Examples::
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 import warnings
@@ -58,10 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-import timing
 import torch
-from timing import HelpFormatter, finite, load_model, publish
+from harness import ScriptError, finite, load_model, publish, reports_errors, run
 from torch import Tensor
 from tqdm import tqdm
 
@@ -79,7 +80,6 @@ from latentface.eval import (
     pose_light_fits,
     summarize,
 )
-from latentface.extract import weights_digest
 
 DEFAULT_WEIGHTS = "synthfaces-tiny"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -89,7 +89,7 @@ METHODS = ("model", "mean_depth", "constant_depth")
 LABELS = {"model": "model", "mean_depth": "mean GT depth (baseline)", "constant_depth": "constant depth (baseline)"}
 
 
-class DataError(Exception):
+class DataError(ScriptError):
     """The data folder is missing, empty or does not follow the documented layout."""
 
 
@@ -262,6 +262,7 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
         results[method]["pixels_per_image"] = float(pixels.mean())
     results["model"]["mask_coverage"] = float(torch.cat(coverage).mean())
     results["model"] |= _against_mean_depth(per_method["model"], per_method["mean_depth"])
+    results["model"]["per_image"] = per_image(per_method["model"])
     images = sum(len(d) for d, _ in gt_kept)
     counted = sum(len(v) for v in factors["view"])
     if counted == images and images >= 2:
@@ -285,6 +286,19 @@ def _against_mean_depth(model: list[DepthMetrics], baseline: list[DepthMetrics])
     both = ours.isfinite() & theirs.isfinite()
     out["mad_better"] = float((ours[both] < theirs[both]).double().mean()) if both.any() else None
     return out
+
+
+def per_image(metrics: list[DepthMetrics]) -> dict[str, list[float | None]]:
+    """SIDE and MAD of every image, in data order (NaN, an empty evaluation mask, as None).
+
+    Args:
+        metrics: the per-batch metrics, in data order.
+
+    Returns:
+        ``{"side": [...], "mad": [...]}``, one value per image.
+    """
+    return {name: [finite(v) for v in torch.cat([getattr(b, name) for b in metrics]).double().tolist()]
+            for name in METRICS}
 
 
 def _fit(fit: LinearFit) -> dict[str, Any]:
@@ -352,9 +366,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_output = Path(__file__).resolve().parent / "results" / f"reconstruction-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights: built-in name, local folder or Hub id")
+    p = harness.new_parser(__doc__)
+    harness.add_model_options(p, weights=DEFAULT_WEIGHTS)
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder with <split>/**/<name>.png + <name>.npz (depth, face_mask) (default: SynthFaces "
                         "generated on the fly)")
@@ -362,37 +375,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--identities", type=int, default=100, help="SynthFaces identities (generated data)")
     p.add_argument("--samples-per-identity", type=int, default=10, help="SynthFaces images per identity")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces world seed (generated data)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device (default: cuda when available, else cpu)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch")
     p.add_argument("--renormalize-normals", action="store_true",
                    help="MAD with unit normals (default: Unsup3D's exact definition)")
     p.add_argument("--fov", type=float, default=None,
                    help="field of view of the ground truth's camera, for normals (default: the model's)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "reconstruction", progress=True)
     args = p.parse_args(argv)
     if args.identities < 1 or args.samples_per_identity < 1 or args.batch_size < 1:
         p.error("--identities, --samples-per-identity and --batch-size must be positive")
     return args
 
 
+@reports_errors(WeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("error: CUDA requested but not available", file=sys.stderr)
-        return 2
+    device = harness.select_devices([args.device], args.threads)[0]
     torch.manual_seed(args.seed)
-    try:
-        model = load_model(args.weights, device)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = load_model(args.weights, device)
     size = model.config.image_size
     fov = model.config.fov if args.fov is None else args.fov
     constant = model.config.rotation_center_depth
@@ -403,30 +404,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = {"source": "synthfaces", "split": args.split, "identities": args.identities,
                 "samples_per_identity": args.samples_per_identity, "seed": args.seed, "size": size}
     else:
-        try:
-            frames = folder_frames(args.data_root, args.split)
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        frames = folder_frames(args.data_root, args.split)
         batches, total = folder_batches(frames, size, args.batch_size), len(frames)
         data = {"source": "folder", "root": str(args.data_root), "split": args.split, "size": size}
-    try:
-        out = evaluate(model, batches, total, fov=fov, renormalize=args.renormalize_normals, constant=constant,
-                       progress=not args.no_progress)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = evaluate(model, batches, total, fov=fov, renormalize=args.renormalize_normals, constant=constant,
+                   progress=not args.no_progress)
     report: dict[str, Any] = {
         "benchmark": "reconstruction",
-        "machine": timing.machine_info([device]),
+        "machine": harness.machine_info([device]),
         "settings": {
             "weights": args.weights, "device": str(device), "batch_size": args.batch_size, "seed": args.seed,
             "data": data, "renormalize_normals": args.renormalize_normals, "fov": fov, "erode": True,
             "gt_mask": "face_mask", "pred_mask": "render(view='input').mask (model only)",
             "constant_depth": constant, "metrics": {"side": "log depth (Unsup3D SIE)", "mad": "degrees"},
         },
-        "model": {"config": model.config.to_dict(), "has_rdm": model.config.has_rdm,
-                  "weights_sha256": weights_digest(model)},
+        "model": harness.model_record(model),
         "num_images": out["num_images"],
         "results": out["results"],
         "timing": {"model_seconds": out["model_seconds"], "model_images_per_s": out["model_images_per_s"]},
@@ -437,4 +429,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

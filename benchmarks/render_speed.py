@@ -30,19 +30,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
-from timing import HelpFormatter, measure, publish, write_json_atomic
+from harness import ScriptError, measure, publish, reports_errors, run, write_json_atomic
 from torch import Tensor
 
 from latentface import LatentFace, LatentFaceConfig
+from latentface.hub import weights_digest
 from latentface.render import form_image
 from latentface.render.backends import RENDERERS, get_rasterizer, pytorch3d_available
 from latentface.render.camera import intrinsics
@@ -125,10 +124,12 @@ def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time:
         perceptual: ``"random"`` (VGG16 perceptual term, random weights) or ``"none"`` (``lam_perc = 0``).
 
     Returns:
-        ``step`` and ``formation_fwd_bwd`` timings (`measure`), ``share_of_step`` and ``added_to_rest_of_step``.
+        ``step`` and ``formation_fwd_bwd`` timings (`measure`), ``share_of_step``, ``added_to_rest_of_step`` and
+        ``weights_sha256``, the digest of the (seeded random) weights the step starts from.
     """
     torch.manual_seed(0)
     model = LatentFace(CONFIG, renderer=backend).to(device).train()
+    digest = weights_digest(model)
     if perceptual == "random":
         objective = Stage1Objective(model, PerceptualLoss(vgg16_relu3_3("random"))).to(device)
     else:
@@ -156,6 +157,7 @@ def stage1_share(device: torch.device, batch: int, min_time: float, warmup_time:
     render_ms, step_ms = result["formation_fwd_bwd"]["ms_per_batch_median"], result["step"]["ms_per_batch_median"]
     result["share_of_step"] = render_ms / step_ms
     result["added_to_rest_of_step"] = render_ms / max(step_ms - render_ms, 1e-9)
+    result["weights_sha256"] = digest
     return result
 
 
@@ -196,11 +198,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     default_backends = ["native"] + (["pytorch3d"] if pytorch3d_available() else [])
-    default_output = Path(__file__).resolve().parent / "results" / f"render-speed-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--device", nargs="+", default=default_devices, help="devices (cpu, cuda, ...)")
+    p = harness.new_parser(__doc__)
+    harness.add_devices_option(p)
     p.add_argument("--backends", nargs="+", default=default_backends, choices=RENDERERS,
                    help="rasterizer backends (default: native, and pytorch3d when installed)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes (grid mesh of S x S)")
@@ -213,8 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-perceptual", nargs="+", choices=PERCEPTUAL, default=["random"],
                    help="Stage-1 steps with the VGG16 perceptual term (random weights) and/or without it (none)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "render-speed")
     p.add_argument("--quick", action="store_true", help="smoke run: size 32, batch 2, step batch 2, min time 0.1 s")
     args = p.parse_args(argv)
     if args.quick:
@@ -226,18 +225,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@reports_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    devices = timing.devices(args.device, args.threads)
-    if devices is None:
-        return 2
+    devices = harness.select_devices(args.device, args.threads)
     for backend in args.backends:
         try:
             get_rasterizer(backend)
-        except ImportError as e:
-            print(e, file=sys.stderr)
-            return 2
-    machine = timing.machine_info(devices)
+        except ImportError as err:
+            raise ScriptError(str(err)) from err
+    machine = harness.machine_info(devices)
     if pytorch3d_available():
         import pytorch3d
 
@@ -283,4 +280,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

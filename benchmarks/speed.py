@@ -8,7 +8,7 @@ For each device, RDM width and batch size it measures images per second of:
   (verification also runs the horizontally flipped image);
 * ``released_encode_disentangle``: what the official code (``model/model_expr.py``, ``identity_test.py``)
   does for one feature with the same weights: the full texture and shape encoder-decoders (encoder and
-  decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, 256, 1, 1) tensors
+  decoder, keeping only the code), then per latent a diffusers ``UNet2DModel`` on (B, latent_dim, 1, 1) tensors
   driven by ``DDIMScheduler(prediction_type="sample")`` for 5 steps.
 
 Each point is timed for every requested dtype (``--dtype float32 bfloat16``: parameters and inputs cast) and
@@ -17,7 +17,8 @@ compilation setting (``--compile none inductor``: eager, then every network `tor
 Weights are random (speed does not depend on their values). Before timing, each device/width checks once
 that the released equivalent and the native model give the same identity latents for the same start noise
 (against the native ``ddim`` sampler, which current diffusers implements; the ``official`` sampler reproduces
-diffusers 0.14.0, whose x0-prediction step differs) and aborts if they differ by more than 1e-3.
+diffusers 0.14.0, whose x0-prediction step differs) and aborts if they differ by more than 1e-3; the check
+records the SHA-256 digest of the weights (seeded by the width, the same for every variant).
 
 Everything runs under `torch.inference_mode()`; each point is warmed up and then repeated until
 ``--min-time`` seconds have passed (at least one call; CUDA is synchronised after every call). The
@@ -35,21 +36,20 @@ Needs diffusers (``pip install -e .[dev]``). Examples::
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
-from timing import HelpFormatter, exact_float32, measure, publish, write_json_atomic
+from harness import ScriptError, exact_float32, measure, publish, reports_errors, run, write_json_atomic
 from torch import Tensor, nn
 
 from latentface import LatentFace, LatentFaceConfig, Latents
 from latentface.convert import rdm_to_diffusers
+from latentface.hub import weights_digest
 
 MEASURES = ("encode", "encode_disentangle", "features_fer", "features_verification", "released_encode_disentangle")
 """Timed functions, in table order."""
@@ -65,7 +65,7 @@ def machine_info(devices: Sequence[torch.device]) -> dict[str, Any]:
     """Description of this machine and software stack, with the diffusers version."""
     import diffusers
 
-    return {**timing.machine_info(devices), "diffusers": diffusers.__version__}
+    return {**harness.machine_info(devices), "diffusers": diffusers.__version__}
 
 
 class Released:
@@ -102,11 +102,12 @@ class Released:
 
     def latents(self, x: Tensor, noise: Sequence[Tensor] | None = None,
                 use_clipped_model_output: bool = False) -> list[tuple[Tensor, Tensor]]:
-        """(code, identity) for texture and shape of images `x` (B, 3, 64, 64) in [0, 1], each (B, 256, 1, 1).
+        """(code, identity) for texture and shape of images `x` (B, 3, 64, 64) in [0, 1], each (B, D, 1, 1) with D
+        the model's ``config.latent_dim``.
 
         Args:
             x: images in [0, 1] on the model's device.
-            noise: start noise per latent, (B, 256, 1, 1) each; drawn as the released code does when omitted.
+            noise: start noise per latent, (B, D, 1, 1) each; drawn as the released code does when omitted.
             use_clipped_model_output: passed to ``DDIMScheduler.step`` (the released code leaves it False).
         """
         out = []
@@ -122,7 +123,7 @@ class Released:
         return out
 
     def fer_feature(self, x: Tensor) -> Tensor:
-        """The released FER embedding [texture - identity, texture, shape - identity, shape], (B, 1024)."""
+        """The released FER embedding [texture - identity, texture, shape - identity, shape], (B, 4 D)."""
         (albedo, neutral_a), (shape, neutral_d) = self.latents(x)
         return torch.cat([(albedo - neutral_a).flatten(1), albedo.flatten(1), (shape - neutral_d).flatten(1),
                           shape.flatten(1)], dim=-1)
@@ -250,12 +251,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    default_output = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+    p = harness.new_parser(__doc__)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 256], help="batch sizes to time")
-    p.add_argument("--device", type=str, nargs="+", default=default_devices, help="devices (cpu, cuda, cuda:1, ...)")
+    harness.add_devices_option(p)
     p.add_argument("--rdm-widths", type=int, nargs="+", default=[128], choices=[128, 1024],
                    help="RDM widths (128: released model, 1024: first release)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
@@ -267,8 +265,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="compilation settings to time, in order: none (eager) or a torch.compile backend "
                    "(inductor, aot_eager, ...); e.g. --compile none inductor")
     p.add_argument("--channels-last", action="store_true", help="convert models and released inputs to channels_last")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "speed")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: batch sizes {' '.join(map(str, QUICK_BATCH_SIZES))}, min time {QUICK_MIN_TIME} s")
     args = p.parse_args(argv)
@@ -285,20 +282,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@reports_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         import diffusers  # noqa: F401
-    except ImportError:
-        print("benchmarks/speed.py needs diffusers for the released-code baseline: pip install 'diffusers>=0.30'",
-              file=sys.stderr)
-        return 2
+    except ImportError as err:
+        raise ScriptError("benchmarks/speed.py needs diffusers for the released-code baseline: "
+                          "pip install 'diffusers>=0.30'") from err
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # silences a dtype-cast notice on every UNet `.to()`
-    devices = timing.devices(args.device, args.threads)
-    if devices is None:
-        return 2
+    devices = harness.select_devices(args.device, args.threads)
     report: dict[str, Any] = {
         "machine": machine_info(devices),
         "settings": {
@@ -318,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 diff = check_equivalence(model, released)
             print(f"[{device} width {width}] released vs native (ddim) max abs diff {diff:.2e}", file=sys.stderr,
                   flush=True)
-            report["checks"].append({"device": str(device), "rdm_width": width, "max_abs_diff": diff})
+            report["checks"].append({"device": str(device), "rdm_width": width, "max_abs_diff": diff,
+                                     "weights_sha256": weights_digest(model)})
             if not diff <= CHECK_TOLERANCE:
                 print(f"equivalence check failed: {diff:.3e} > {CHECK_TOLERANCE}", file=sys.stderr)
                 return 1
@@ -343,4 +339,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,7 +1,7 @@
 """Stage-2 training throughput on cached latents: one optimizer step of the RDMs per call, Stage 1 frozen.
 
 For each device and batch of clips, a step is what the trainer does with ``data.cache_latents``: the
-`latentface.training.stage2.Stage2Objective` loss (released SNR weighting) of (B, T, 256) texture and shape
+`latentface.training.stage2.Stage2Objective` loss (released SNR weighting) of (B, T, latent_dim) texture and shape
 latents already on the device, backward, gradient-norm clip 1.0 and Adam (lr 1e-4, weight decay 5e-4) over both
 RDMs at the released width 128: the released recipe (`benchmarks/configs/stage2_voxceleb.toml`, one 16-frame clip
 per step). Latents and weights are random (speed does not depend on their values). Throughput is frames (images)
@@ -18,18 +18,17 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import timing
+import harness
 import torch
-from timing import HelpFormatter, measure, publish
+from harness import measure, publish, reports_errors, run
 
 from latentface import LatentFace, LatentFaceConfig, Latents
+from latentface.hub import weights_digest
 from latentface.training.stage2 import Stage2Objective
 
 RDM_WIDTH = 128
@@ -37,7 +36,7 @@ GRAD_CLIP = 1.0
 QUICK = {"batch_sizes": [1], "clip_length": 4, "min_time": 0.1}
 
 
-def stage2_step(device: torch.device, clips: int, clip_length: int) -> Callable[[], None]:
+def stage2_step(device: torch.device, clips: int, clip_length: int) -> tuple[Callable[[], None], str]:
     """One training step of both RDMs on random cached latents of `clips` clips of `clip_length` frames.
 
     Args:
@@ -46,10 +45,11 @@ def stage2_step(device: torch.device, clips: int, clip_length: int) -> Callable[
         clip_length: frames per clip.
 
     Returns:
-        The step, a function of no arguments.
+        The step, a function of no arguments, and the SHA-256 digest of the (seeded random) weights it starts from.
     """
     torch.manual_seed(0)
     model = LatentFace(LatentFaceConfig(rdm_width=RDM_WIDTH)).to(device).train()
+    digest = weights_digest(model)
     assert model.albedo_rdm is not None and model.depth_rdm is not None
     for name, module in model.named_children():
         module.requires_grad_(name in ("albedo_rdm", "depth_rdm"))
@@ -68,7 +68,7 @@ def stage2_step(device: torch.device, clips: int, clip_length: int) -> Callable[
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         optimizer.step()
 
-    return step
+    return step, digest
 
 
 def _fmt(v: float) -> str:
@@ -95,16 +95,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    default_output = Path(__file__).resolve().parent / "results" / f"stage2-speed-{socket.gethostname()}.json"
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--device", nargs="+", default=default_devices, help="devices (cpu, cuda, ...)")
+    p = harness.new_parser(__doc__)
+    harness.add_devices_option(p)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 64],
                    help="clips per step (the released recipe: 1)")
     p.add_argument("--clip-length", type=int, default=16, help="frames per clip (the released recipe: 16)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per point (after warm-up)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--output", type=Path, default=default_output, help="JSON results file")
+    harness.add_run_options(p, "stage2-speed")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 clip of 4 frames, min time 0.1 s")
     args = p.parse_args(argv)
     if args.quick:
@@ -115,13 +112,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@reports_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    devices = timing.devices(args.device, args.threads)
-    if devices is None:
-        return 2
+    devices = harness.select_devices(args.device, args.threads)
     report: dict[str, Any] = {
-        "machine": timing.machine_info(devices),
+        "machine": harness.machine_info(devices),
         "settings": {"devices": [str(d) for d in devices], "batch_sizes": args.batch_sizes,
                      "clip_length": args.clip_length, "rdm_width": RDM_WIDTH, "min_time": args.min_time,
                      "quick": args.quick},
@@ -131,15 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for device in devices:
         for clips in args.batch_sizes:
             frames = clips * args.clip_length
-            point = measure(stage2_step(device, clips, args.clip_length), device, frames, args.min_time,
-                            args.min_time / 4)
+            step, digest = stage2_step(device, clips, args.clip_length)
+            point = measure(step, device, frames, args.min_time, args.min_time / 4)
             print(f"[{device} {clips} clips] {point['ms_per_batch_median']:.1f} ms per step, "
                   f"{point['images_per_s']:.0f} images/s", file=sys.stderr, flush=True)
-            report["results"].append({"device": str(device), "clips": clips, "batch_size": frames, "step": point})
+            report["results"].append({"device": str(device), "clips": clips, "batch_size": frames, "step": point,
+                                      "weights_sha256": digest})
     report["total_seconds"] = time.perf_counter() - started
     publish(report, markdown(report), args.output)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

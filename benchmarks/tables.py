@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from timing import HelpFormatter
+import harness
+from harness import ScriptError, reports_errors, run
 
 from latentface.fileio import write_atomic
 
@@ -344,20 +345,20 @@ def render(results: Results, folder: Path) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results",
+    p = harness.new_parser(__doc__)
+    p.add_argument("--results", type=Path, default=harness.RESULTS,
                    help="folder of JSON reports (default: benchmarks/results/)")
     p.add_argument("--output", type=Path, default=None, help="also write the markdown here (default: stdout only)")
     return p.parse_args(argv)
 
 
+@reports_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         results = load_results(args.results)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ScriptError(str(err)) from err
     text = render(results, args.results)
     print(text)
     if args.output is not None:
@@ -367,4 +368,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -26,18 +26,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import socket
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-import timing
 import torch
 from feature_cache import default_cache_dir, extract, load_feature_model, skipped_rows, throughput
-from timing import HelpFormatter, publish
+from harness import ScriptError, publish, reports_errors, run
 
 from latentface.data.pairs import PairSet, read_lfw_pairs, read_sllfw_pairs
 from latentface.data.records import ImageRecord
@@ -103,7 +101,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p = harness.new_parser(__doc__)
     p.add_argument("--dataset", choices=tuple(DATASETS), required=True, help="pair list layout")
     p.add_argument("--data-root", type=Path, required=True, help="folder with lfw_crop/ and the pair list")
     p.add_argument("--pairs-file", type=Path, default=None,
@@ -114,41 +112,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=300, help="protocol B: epochs per fold")
     p.add_argument("--lr", type=float, default=1e-4, help="protocol B: Adam learning rate")
     p.add_argument("--pair-batch-size", type=int, default=128, help="protocol B: pairs per step")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS, help="built-in name, weights folder or Hub id")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="device (default: cuda when available, else cpu)")
+    harness.add_model_options(p, weights=DEFAULT_WEIGHTS)
     p.add_argument("--batch-size", type=int, default=64, help="images per feature-extraction batch")
     p.add_argument("--seed", type=int, default=1234, help="seed of the RDM noise and of protocol B")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache (default: $LATENTFACE_FEATURE_CACHE, else ~/.cache/latentface/features)")
     p.add_argument("--figures", type=Path, default=None, help="folder for the ROC PNGs (default: none)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--output", type=Path, default=None,
-                   help="JSON results file (default: benchmarks/results/verification-<dataset>-<host>.json)")
+    harness.add_run_options(p, None, progress=True,
+                            output_help="JSON results file (default: benchmarks/results/verification-<dataset>-<host>"
+                                        ".json)")
     args = p.parse_args(argv)
     if min(args.batch_size, args.epochs, args.pair_batch_size) < 1 or args.lr <= 0:
         p.error("--batch-size, --epochs and --pair-batch-size must be positive, --lr above zero")
     args.cache_dir = args.cache_dir or default_cache_dir()
     if args.output is None:
-        args.output = (Path(__file__).resolve().parent / "results"
-                       / f"verification-{args.dataset}-{socket.gethostname()}.json")
+        args.output = harness.result_path(f"verification-{args.dataset}")
     return args
 
 
+@reports_errors(WeightsError)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    found = timing.devices([args.device], args.threads)
-    if found is None:
-        return 2
-    device = found[0]
+    device = harness.select_devices([args.device], args.threads)[0]
+    model = load_feature_model(args.weights, device, "verification")
     try:
-        model = load_feature_model(args.weights, device, "verification")
         pairs = DATASETS[args.dataset](args.data_root, args.pairs_file)
-    except (WeightsError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as err:
+        raise ScriptError(str(err)) from err
     done = extract(model, [ImageRecord(p) for p in pairs.images], args.cache_dir, f"verification-{args.dataset}",
                    protocol="verification", batch_size=args.batch_size, seed=args.seed, weights_name=args.weights,
                    progress=not args.no_progress)
@@ -158,9 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(np.unique(same)) < 2:
         problems.append("the kept pairs are all of one kind (same or different)")
     if problems:
-        print(f"error: too many pairs dropped for unreadable images ({int((~keep).sum())} of {len(pairs)}): "
-              + "; ".join(problems), file=sys.stderr)
-        return 2
+        raise ScriptError(f"too many pairs dropped for unreadable images ({int((~keep).sum())} of {len(pairs)}): "
+                          + "; ".join(problems))
     feats = torch.from_numpy(done.features)
     index = torch.from_numpy(pairs.pairs[keep])
     f1, f2 = feats[index[:, 0]], feats[index[:, 1]]
@@ -180,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{pairs.name} protocol {name.upper()}, AUC {out.auc:.3f}"))
     report: dict[str, Any] = {
         "benchmark": "verification",
-        "machine": timing.machine_info([device]),
+        "machine": harness.machine_info([device]),
         "settings": {
             "weights": args.weights, "device": str(device), "batch_size": args.batch_size, "seed": args.seed,
             "protocols": list(PROTOCOL_CHOICES[args.protocol]), "released_quirk": args.released_quirk,
@@ -188,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cache_dir": str(args.cache_dir), "sampler": model.config.sampler,
             "sampling_steps": model.config.sampling_steps,
         },
-        "model": {"config": model.config.to_dict(), "feature_dim": model.num_features("verification")},
+        "model": harness.model_record(model, feature_dim=model.num_features("verification")),
         "data": {"dataset": args.dataset, "name": pairs.name, "root": str(args.data_root), "source": pairs.source},
         "counts": {
             "images": len(pairs.images), "images_skipped": int((~done.ok).sum()), "pairs_listed": len(pairs),
@@ -207,4 +197,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

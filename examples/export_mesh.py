@@ -33,10 +33,12 @@ def main() -> None:
     parser.add_argument("--out", "--output", type=Path, default=Path("export_mesh-output"), help="output folder")
     args = parser.parse_args()
 
+    print(f"loading weights {args.weights}", flush=True)
     model = LatentFace.from_pretrained(args.weights)
+    print(f"encoding {args.image} and decoding its canonical depth and albedo", flush=True)
     with torch.inference_mode():
         maps = model.render(model.encode([args.image]), view=None)   # canonical albedo and depth of the face
-    depth, albedo = maps.canonical_depth[0], maps.albedo[0]           # (64, 64) and (3, 64, 64) in [0, 1]
+    depth, albedo = maps.canonical_depth[0], maps.albedo[0]           # (S, S) and (3, S, S) in [0, 1]
 
     fov = model.config.fov                                            # the camera the depth is measured with
     obj = save_obj(args.out / "face.obj", depth, fov, texture=albedo)  # + face.mtl and face.png beside it

@@ -57,11 +57,13 @@ def main() -> None:
 
     # 1. Labelled faces: item n is sample n % K of identity n // K, each with a random expression, pose and light.
     faces = SynthFacesImages(args.identities, args.samples_per_identity, split="test", seed=args.seed)
+    print(f"rendering {len(faces)} labelled SynthFaces faces", flush=True)
     batch = faces.batch(range(len(faces)))
     labels = batch.factors.expression.label
     train = batch.factors.identity_index < args.identities // 2    # identity-disjoint split
 
     # 2. Features. The RDM's start noise comes from a seeded generator, so the features are reproducible.
+    print(f"loading weights {args.weights} and extracting FER features", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     with torch.inference_mode():
         fer = model.features(batch.image, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
@@ -71,6 +73,7 @@ def main() -> None:
     # 3. Probe each feature set; chance = always answering the most frequent training class.
     majority = Counter(labels[train].tolist()).most_common(1)[0][0]
     chance = float((labels[~train] == majority).float().mean())
+    print("training the logistic-regression probes", flush=True)
     accuracy = {name: probe_accuracy(x, labels, train, args.C) for name, x in (("fer", fer), ("raw", raw))}
 
     print(f"{len(faces)} SynthFaces test faces, {len(EXPRESSIONS)} expressions; train on {int(train.sum())} faces "

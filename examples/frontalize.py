@@ -8,8 +8,9 @@ By default renders SynthFaces test-split faces (identities the bundled model nev
 yaws, the expression, light and everything else held fixed per identity; with image paths, frontalizes those.
 Each face is encoded (`model.encode`: texture, shape, light and pose) and rendered with the pose set to zero
 (`model.render(codes, view="frontal")`). Writes `frontalized.png` (for each identity a row of inputs, then a row
-of their frontal renders) and prints the estimated yaw of each input beside the true one, and how much the
-frontal renders of one identity still differ from each other compared with the inputs.
+of their frontal renders, at 128 px, columns labelled with the yaw or file name, rows with what they show) and
+prints the estimated yaw of each input beside the true one, and how much the frontal renders of one identity
+still differ from each other compared with the inputs; progress lines say what it is doing.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU: it frontalizes SynthFaces-like images, not
 real photos (`--weights unsup3d-celeba` for those, downloaded on first use).
@@ -25,7 +26,7 @@ import torch
 
 from latentface import LatentFace
 from latentface.data.synthfaces import Pose, SynthConfig, render_factors, sample_images
-from latentface.visualize import save_grid
+from latentface.reconstruct import labelled_grid, save_picture
 
 
 def yaw_sweep(identities: int, yaws: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,13 +60,19 @@ def main() -> None:
     if args.identities < 1:
         parser.error("--identities must be at least 1")
 
+    print(f"loading weights {args.weights}", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     if args.images:
+        print(f"reading {len(args.images)} images", flush=True)
         batch, true_yaw, groups = model.preprocess(args.images), None, 1
+        columns, names = [path.name for path in args.images], [""]
     else:
+        print(f"rendering {args.identities} SynthFaces identities under {len(args.yaws)} yaws", flush=True)
         batch, true_yaw = yaw_sweep(args.identities, args.yaws, args.seed)
         groups = args.identities
+        columns, names = [f"yaw {y:g}" for y in args.yaws], [f"identity {g + 1}: " for g in range(groups)]
 
+    print(f"encoding {len(batch)} faces and rendering them frontal", flush=True)
     with torch.inference_mode():
         codes = model.encode(batch)                       # codes.pose[:, 1] is the yaw, in xyz_rotation_range units
         frontal = model.render(codes, view="frontal")     # same texture, shape and light; pose code all zero
@@ -73,10 +80,12 @@ def main() -> None:
 
     # One row of inputs, then one row of frontal renders, per identity (or one pair of rows for your images).
     per_row = len(batch) // groups
-    rows = []
+    rows, row_labels = [], []
     for g in range(groups):
         rows += [batch[g * per_row:(g + 1) * per_row], front[g * per_row:(g + 1) * per_row]]
-    sheet = save_grid(torch.cat(rows), args.out / "frontalized.png", nrow=per_row)
+        row_labels += [f"{names[g]}input", f"{names[g]}frontal"]
+    panels = torch.stack(rows)                            # (2 * groups, per_row, 3, S, S)
+    sheet = save_picture(labelled_grid(panels, columns, row_labels=row_labels), args.out / "frontalized.png")
 
     estimated = codes.pose[:, 1] * model.config.xyz_rotation_range
     print(f"{len(batch)} faces; estimated yaw {[round(float(y), 1) for y in estimated]} degrees")

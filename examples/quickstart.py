@@ -34,16 +34,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    print(f"loading weights {args.weights}", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     with torch.inference_mode():
-        batch = model.preprocess(args.images)                 # (B, 3, 64, 64) in [0, 1]
+        print(f"encoding and disentangling {len(args.images)} faces", flush=True)
+        batch = model.preprocess(args.images)                 # (B, 3, S, S) in [0, 1], S = model.config.image_size
         codes = model.encode(batch)                           # texture/shape latents, light, pose
         parts = model.disentangle(codes, generator=torch.Generator().manual_seed(args.seed))
+        print("rendering reconstructions, frontal and relit views", flush=True)
         view = model.render(codes)                            # reconstruction in the input view
         panels = reconstruction_panels(model, batch, codes)   # input, maps, reconstruction, frontal, relit views
         fer = model.features(batch, protocol="fer", generator=torch.Generator().manual_seed(args.seed))
 
     sheet = save_picture(labelled_grid(panels, COLUMNS), args.output / "reconstruction.png")
+    print("rendering a 16-frame turntable of the first face", flush=True)
     turntable = save_turntable(model, codes[:1], args.output / "turntable.gif", frames=16, max_yaw=35)
 
     error = ((view.image - batch).abs().mean(1) * view.mask).sum() / view.mask.sum()

@@ -6,9 +6,9 @@
 Encodes a face (`model.encode`: texture, shape, light and pose), then replaces the predicted light by light
 codes made with `model.light_code` (ambient and diffuse strengths, and the direction the light travels: x right,
 y down, z away from the camera) and renders the face in its own pose (`model.render(codes, light=...)`).
-Writes `relit.png`, a grid of light positions (rows: light above, level with, below the face; columns: from the
-viewer's left to the right), and `relit.gif`, the light circling the face (`--frames 0` skips it). Prints how the
-brightness of the left and right halves of the face follows the light.
+Writes `relit.png`, a grid of light positions at 128 px, labelled (rows: light above, level with, below the face;
+columns: from the viewer's left to the right), and `relit.gif`, the light circling the face (`--frames 0` skips
+it). Prints progress lines, then how the brightness of the left and right halves of the face follows the light.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU: it relights SynthFaces-like images, not real
 photos (`--weights unsup3d-celeba` for those, downloaded on first use).
@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from latentface import FaceCodes, LatentFace
-from latentface.visualize import save_animation, save_grid
+from latentface.reconstruct import labelled_grid, save_picture
+from latentface.visualize import save_animation
 
 SAMPLE = Path(__file__).parent / "faces" / "synthface-03-neutral.png"
 
@@ -67,17 +68,24 @@ def main() -> None:
     parser.add_argument("--out", "--output", type=Path, default=Path("relight-output"), help="output folder")
     args = parser.parse_args()
 
+    print(f"loading weights {args.weights}", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     with torch.inference_mode():
+        print(f"encoding {args.image}", flush=True)
         codes = model.encode([args.image])
 
         # A 3 x 5 grid of light positions: rows above, level with and below the face; columns left to right.
         xs, ys = (-1.0, -0.5, 0.0, 0.5, 1.0), (-0.6, 0.0, 0.6)
+        print(f"rendering the face under {len(xs) * len(ys)} lights", flush=True)
         grid, mask = render_lit(model, codes, [(x, y) for y in ys for x in xs], args.ambient, args.diffuse)
-        written = [save_grid(grid, args.out / "relit.png", nrow=len(xs))]
+        panels = grid.reshape(len(ys), len(xs), *grid.shape[1:])
+        columns = ["far left", "left", "in front", "right", "far right"]
+        sheet = labelled_grid(panels, columns, row_labels=["light above", "level", "below"])
+        written = [save_picture(sheet, args.out / "relit.png")]
 
         # The light circling the face, 45 degrees off the viewing axis, starting on the right, going down first.
         if args.frames > 0:
+            print(f"rendering {args.frames} frames of a circling light", flush=True)
             angles = [2 * math.pi * k / args.frames for k in range(args.frames)]
             frames, _ = render_lit(model, codes, [(math.cos(a), math.sin(a)) for a in angles], args.ambient,
                                    args.diffuse)

@@ -11,7 +11,7 @@ with its identity (A's identity + B's expression in A's row, B's identity + A's 
 how large the expression parts are and how far each swap moved the latents.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU, and a weak disentangler: its expression parts
-are about 5% of the latents and carry little expression (see its model card), so the swaps change the renders
+are 2-17% of the latents and carry little expression (see its model card), so the swaps change the renders
 only slightly. Results on real faces need the official weights with the RDM (`--weights latentface-official`, see the
 README's "Real photos").
 """
@@ -43,9 +43,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    print(f"loading weights {args.weights}", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     with torch.inference_mode():
-        batch = model.preprocess([args.a, args.b])           # (2, 3, 64, 64): A, then B
+        print(f"encoding and disentangling {args.a.name} and {args.b.name}", flush=True)
+        batch = model.preprocess([args.a, args.b])           # (2, 3, S, S): A, then B
         codes = model.encode(batch)
         parts = model.disentangle(codes, generator=torch.Generator().manual_seed(args.seed))
         identity, expression = parts.identity, parts.expression
@@ -54,6 +56,7 @@ def main() -> None:
         # New codes: own identity + the other's expression; own light; frontal pose (set by view="frontal").
         mixed = FaceCodes(texture=identity.texture + expression.texture[swapped],
                           shape=identity.shape + expression.shape[swapped], light=codes.light, pose=codes.pose)
+        print("rendering both faces and both swaps frontal", flush=True)
         own = model.render(codes, view="frontal")
         swap = model.render(mixed, view="frontal")
 

@@ -55,8 +55,10 @@ def main() -> None:
 
     # 1. Faces with known identities, and their verification features (RDM start noise seeded: reproducible).
     faces = SynthFacesImages(args.identities, args.samples_per_identity, split="test", seed=args.seed)
+    print(f"rendering {len(faces)} SynthFaces faces", flush=True)
     batch = faces.batch(range(len(faces)))
     identity = batch.factors.identity_index
+    print(f"loading weights {args.weights} and extracting verification features", flush=True)
     model = LatentFace.from_pretrained(args.weights)
     features = model.features(batch.image, protocol="verification", generator=torch.Generator().manual_seed(args.seed))
 

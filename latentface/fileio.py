@@ -3,35 +3,58 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_TEMP_TRIES = 100
 
-def _umask() -> int:
-    """The process umask (read by setting it, then restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Create a new, empty hidden file beside `path` with mode 0o666, which the kernel lessens by the umask.
+
+    Args:
+        path: the file the temporary one will replace.
+
+    Returns:
+        The open file descriptor (write only) and the temporary file's path.
+
+    Raises:
+        FileExistsError: every one of `_TEMP_TRIES` random names was taken.
+    """
+    for _ in range(_TEMP_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {str(path)!r} after {_TEMP_TRIES} tries")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to a temporary file beside `path`, sync it, then rename it over `path`.
 
     Parent folders are created. The file gets the permissions a plain ``open`` would give it (0o666 less the
-    umask), not the owner-only mode of temporary files. On any error the temporary file is removed and `path` is
-    left untouched.
+    umask, applied by the kernel when the file is created: the process umask is never changed, so concurrent
+    threads are safe). On any error the temporary file is removed and `path` is left untouched.
+
+    Args:
+        path: the file to write.
+        data: its new content.
+
+    Returns:
+        `path`, as a `Path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -66,7 +66,7 @@ class LatentFace(nn.Module):
 
     Example:
         >>> model = LatentFace.from_pretrained("path/to/weights")  # doctest: +SKIP
-        >>> feats = model.features(images, protocol="fer")  # (B, 1024)  # doctest: +SKIP
+        >>> feats = model.features(images, protocol="fer")  # (B, 4 * model.config.latent_dim)  # doctest: +SKIP
     """
 
     def __init__(self, config: LatentFaceConfig | None = None, *, renderer: Renderer = "native") -> None:
@@ -106,13 +106,29 @@ class LatentFace(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """Device of the parameters."""
-        return self.albedo_net.decoder[0].weight.device
+        """The device every parameter is on.
+
+        Raises:
+            RuntimeError: the parameters are on several devices (move the whole model with ``model.to(device)``).
+        """
+        devices = {p.device for p in self.parameters()}
+        if len(devices) != 1:
+            raise RuntimeError(f"LatentFace parameters are on several devices ({', '.join(sorted(map(str, devices)))})"
+                               "; move the whole model with model.to(device)")
+        return devices.pop()
 
     @property
     def dtype(self) -> torch.dtype:
-        """Floating dtype of the parameters."""
-        return self.albedo_net.decoder[0].weight.dtype
+        """The floating dtype of every floating parameter.
+
+        Raises:
+            RuntimeError: the floating parameters have several dtypes (cast the whole model with ``model.to(dtype)``).
+        """
+        dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
+        if len(dtypes) != 1:
+            raise RuntimeError(f"LatentFace parameters have several dtypes ({', '.join(sorted(map(str, dtypes)))})"
+                               "; cast the whole model with model.to(dtype)")
+        return dtypes.pop()
 
     @property
     def transform(self) -> ImageTransform:
@@ -170,7 +186,7 @@ class LatentFace(nn.Module):
             images: PIL images, numpy HWC arrays, tensors (B)CHW in [0, 1], file paths, or lists of these.
 
         Returns:
-            `FaceCodes` with texture and shape latents (B, 256), light (B, 4) and pose (B, 6).
+            `FaceCodes` with texture and shape latents (B, ``config.latent_dim``), light (B, 4) and pose (B, 6).
         """
         return self(self.preprocess(images))
 
@@ -350,9 +366,10 @@ class LatentFace(nn.Module):
     ) -> Tensor:
         """The paper's downstream features, as released.
 
-        ``"fer"`` (B, 1024): [texture expression, texture, shape expression, shape].
-        ``"verification"`` (B, 2048): [texture identity, texture, shape identity, shape] of the image, then the
-        same for its horizontal flip.
+        ``"fer"`` (B, 4 D): [texture expression, texture, shape expression, shape].
+        ``"verification"`` (B, 8 D): [texture identity, texture, shape identity, shape] of the image, then the
+        same for its horizontal flip. D is ``config.latent_dim`` (256 for the released model: 1024-d and 2048-d
+        features; `num_features` gives the size).
 
         Args:
             images: any input accepted by `encode`.

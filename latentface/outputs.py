@@ -106,9 +106,9 @@ class FaceCodes(Batched):
     """Stage-1 codes of a batch of faces.
 
     Attributes:
-        texture: texture latent (B, 256), the bottleneck (after its ReLU) of the encoder-decoder whose decoder
-            gives the albedo map.
-        shape: shape latent (B, 256), the bottleneck of the encoder-decoder whose decoder gives the depth map.
+        texture: texture latent (B, D), D = ``config.latent_dim`` (256 released), the bottleneck (after its ReLU)
+            of the encoder-decoder whose decoder gives the albedo map.
+        shape: shape latent (B, D), the bottleneck of the encoder-decoder whose decoder gives the depth map.
         light: raw light code (B, 4) in [-1, 1]: ambient, diffuse, direction x, direction y.
         pose: raw pose code (B, 6) in [-1, 1]: rotations x, y, z and translations x, y, z.
     """
@@ -145,7 +145,7 @@ class FaceCodes(Batched):
 
 @dataclass(init=False)
 class Latents(Batched):
-    """A texture and a shape latent, each (B, 256)."""
+    """A texture and a shape latent, each (B, D) with D = ``config.latent_dim`` (256 released)."""
 
     texture: Tensor
     shape: Tensor

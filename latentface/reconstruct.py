@@ -68,6 +68,7 @@ __all__ = [
     "output_files",
     "reconstruction_panels",
     "reconstruction_sheet",
+    "row_label_width",
     "save_picture",
     "unique_names",
     "write_reconstructions",
@@ -96,6 +97,9 @@ ANIMATIONS = {"gif": ".gif", "webp": ".webp", "apng": ".turntable.png"}
 
 LABEL_HEIGHT = 16
 """Height in pixels of the label strip above the columns of `labelled_grid`."""
+
+ROW_LABEL_MARGIN = 4
+"""Pixels left and right of the row labels of `labelled_grid`."""
 
 _FONT_SIZE = 11
 _MIN_PANEL = 128
@@ -156,22 +160,25 @@ def _default_scale(size: int) -> int:
 
 
 def labelled_grid(
-    panels: Tensor, labels: Sequence[str], *, scale: int | None = None, padding: int = 2, pad_value: float = 1.0
+    panels: Tensor, labels: Sequence[str], *, row_labels: Sequence[str] | None = None, scale: int | None = None,
+    padding: int = 2, pad_value: float = 1.0,
 ) -> Image.Image:
-    """Tile (rows, columns) images under one strip of column labels.
+    """Tile (rows, columns) images under one strip of column labels, optionally beside a strip of row labels.
 
     Each image is enlarged ``scale`` times (nearest neighbour) to a panel of side ``s = S * scale``; the picture
-    is ``columns * (s + padding) + padding`` wide and ``LABEL_HEIGHT + rows * (s + padding) + padding`` high,
+    is ``L + columns * (s + padding) + padding`` wide and ``LABEL_HEIGHT + rows * (s + padding) + padding`` high,
     with the panel of row r, column c at ``(LABEL_HEIGHT + padding + r * (s + padding),
-    padding + c * (s + padding))`` (top, left). Labels are drawn in black with PIL's default font, centred over
-    their column (cut with "..." when wider than the panel).
+    L + padding + c * (s + padding))`` (top, left), where L is 0 without row labels and `row_label_width` with
+    them. Labels are drawn in black with PIL's default font, column labels centred over their column (cut with
+    "..." when wider than the panel), row labels left-aligned beside the middle of their row.
 
     Args:
         panels: (rows, columns, 3, S, S) images in [0, 1] (values clamped).
         labels: one label per column.
+        row_labels: one label per row, or None for no row label strip.
         scale: enlargement factor; default the smallest making panels at least 128 px.
         padding: pixels between and around the panels.
-        pad_value: gray value of the padding and the label strip.
+        pad_value: gray value of the padding and the label strips.
 
     Returns:
         The RGB picture.
@@ -184,6 +191,8 @@ def labelled_grid(
     rows, cols, _, h, w = panels.shape
     if len(labels) != cols:
         raise ValueError(f"got {len(labels)} labels for {cols} columns")
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(f"got {len(row_labels)} row labels for {rows} rows")
     scale = _default_scale(max(h, w)) if scale is None else scale
     if scale < 1 or padding < 0:
         raise ValueError(f"scale must be >= 1 and padding >= 0, got scale={scale}, padding={padding}")
@@ -194,16 +203,33 @@ def labelled_grid(
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     body = Image.fromarray(pixels, mode="RGB")
     gray = round(255 * min(max(pad_value, 0.0), 1.0))
-    picture = Image.new("RGB", (body.width, body.height + LABEL_HEIGHT), (gray, gray, gray))
-    picture.paste(body, (0, LABEL_HEIGHT))
+    strip = 0 if row_labels is None else row_label_width(row_labels)
+    picture = Image.new("RGB", (strip + body.width, body.height + LABEL_HEIGHT), (gray, gray, gray))
+    picture.paste(body, (strip, LABEL_HEIGHT))
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=_FONT_SIZE)
     side = w * scale
     for c, label in enumerate(labels):
         text = _fit(label, font, side)
-        left = padding + c * (side + padding) + (side - draw.textlength(text, font=font)) / 2
+        left = strip + padding + c * (side + padding) + (side - draw.textlength(text, font=font)) / 2
         draw.text((left, LABEL_HEIGHT / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    for r, label in enumerate(row_labels or ()):
+        middle = LABEL_HEIGHT + padding + r * (h * scale + padding) + h * scale / 2
+        draw.text((ROW_LABEL_MARGIN, middle), label, fill=(0, 0, 0), font=font, anchor="lm")
     return picture
+
+
+def row_label_width(row_labels: Sequence[str]) -> int:
+    """Width in pixels of the row label strip of `labelled_grid`: the longest label plus a margin each side.
+
+    Args:
+        row_labels: the row labels.
+
+    Returns:
+        ``ceil(longest label length) + 2 * ROW_LABEL_MARGIN``.
+    """
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    return math.ceil(max((font.getlength(label) for label in row_labels), default=0.0)) + 2 * ROW_LABEL_MARGIN
 
 
 def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:

@@ -3,6 +3,7 @@ official layouts (SynthFaces images), with the bundled synthfaces-tiny weights a
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -16,16 +17,24 @@ import pytest
 from benchmark_fixtures import make_affectnet, make_lfw, make_rafdb, make_sllfw
 from PIL import Image
 
+from latentface import LatentFace
 from latentface.data.expressions import AFFECTNET_CLASSES, RAFDB_CLASSES, affectnet_thinning
+from latentface.hub import weights_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 EPOCHS = 3
+
+
+@functools.cache
+def bundled_digest() -> str:
+    """`weights_digest` of the bundled weights, which the scripts measure by default."""
+    return weights_digest(LatentFace.from_pretrained("synthfaces-tiny"))
 CLEAN_LRS = ("1e-3", "1e-2")
 
 
 def _script(name: str) -> ModuleType:
-    """`benchmarks/<name>.py` as a module named ``benchmark_<name>`` (its siblings `timing` and `feature_cache`
+    """`benchmarks/<name>.py` as a module named ``benchmark_<name>`` (its siblings `harness` and `feature_cache`
     importable), so it cannot clash with another module called `verification` or `tables`."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
@@ -148,6 +157,7 @@ def test_fer_report(runs, rafdb, affectnet, name: str, protocol: str) -> None:
     report = runs[name]
     assert report["benchmark"] == "fer" and report["settings"]["protocol"] == protocol
     assert report["machine"]["cpu_model"] and report["total_seconds"] > 0
+    assert report["model"]["weights_sha256"] == bundled_digest()
     counts, data, results = report["counts"], report["data"], report["results"]
     if name.startswith("rafdb"):
         assert data["classes"] == list(RAFDB_CLASSES) and report["settings"]["probe_batch_size"] == 32
@@ -251,6 +261,7 @@ def test_verification_report(runs, pairs, name: str) -> None:
     assert counts["pairs_dropped"] == fixture["dropped"] >= 1
     assert counts["pairs_used"] == fixture["pairs"] - fixture["dropped"] == sum(counts["pairs_per_fold"])
     assert report["model"]["feature_dim"] == 512
+    assert report["model"]["weights_sha256"] == bundled_digest()
     assert set(report["results"]) == {"a", "b"}
     for protocol, r in report["results"].items():
         assert len(r["fold_accuracies"]) == 10

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from latentface import LatentFace
+from latentface.hub import weights_digest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "encode_speed.py"
 
 
@@ -20,6 +23,7 @@ def test_encode_speed_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| protocol | --detect | input | images | encoded | images/s |" in proc.stdout
     report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["model"]["weights_sha256"] == weights_digest(LatentFace.from_pretrained("synthfaces-tiny"))
     plain = [r for r in report["results"] if not r["detect"]]
     assert [r["protocol"] for r in plain] == ["fer", "codes"]
     for r in plain:

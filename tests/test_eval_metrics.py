@@ -1,7 +1,9 @@
-"""latentface.eval: Unsup3D's SIDE / MAD with baselines, identity retrieval and the linear probe, on known cases."""
+"""latentface.eval: Unsup3D's SIDE / MAD with baselines, identity retrieval, the linear probe, their chance levels and
+clip invariance, on known cases."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from latentface.eval import (
     angular_error,
+    clip_invariance,
     constant_depth_baseline,
     depth_metrics,
     erode_mask,
@@ -20,6 +23,8 @@ from latentface.eval import (
     mad,
     mean_depth_baseline,
     mean_gt_depth,
+    probe_chance,
+    retrieval_chance,
     side,
     summarize,
     summarize_depth_metrics,
@@ -255,6 +260,49 @@ def test_retrieval_of_random_features_is_at_chance() -> None:
     assert abs(mean_ap - chance_ap) < 0.01
 
 
+def _exact_random_ranking_scores(labels: list[int]) -> tuple[float, float]:
+    """Top-1 and mean AP of leave-one-out retrieval averaged over every ordering of every query's candidates."""
+    top1, aps, queries = 0.0, 0.0, 0
+    for q, label in enumerate(labels):
+        same = [labels[j] == label for j in range(len(labels)) if j != q]
+        if not any(same):
+            continue
+        orders = list(itertools.permutations(same))
+        top1 += sum(order[0] for order in orders) / len(orders)
+        ap = 0.0
+        for order in orders:
+            hits = [k for k, positive in enumerate(order, start=1) if positive]
+            ap += sum(i / k for i, k in enumerate(hits, start=1)) / len(hits)
+        aps += ap / len(orders)
+        queries += 1
+    return top1 / queries, aps / queries
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1], [0, 0, 1, 1, 1, 2], [3, 3, 3, 3, 7, 7, 9], [0, 1, 1]])
+def test_retrieval_chance_is_the_expectation_over_every_ranking(labels: list[int]) -> None:
+    top1, mean_ap = _exact_random_ranking_scores(labels)
+    chance = retrieval_chance(torch.tensor(labels))
+    assert chance["top1"] == pytest.approx(top1, rel=1e-12)
+    assert chance["mean_ap"] == pytest.approx(mean_ap, rel=1e-12)
+
+
+def test_retrieval_chance_without_any_positive_is_nan() -> None:
+    for labels in ([0, 1, 2], [5]):
+        chance = retrieval_chance(torch.tensor(labels))
+        assert math.isnan(chance["top1"]) and math.isnan(chance["mean_ap"])
+    with pytest.raises(ValueError, match=r"\(N,\)"):
+        retrieval_chance(torch.zeros(2, 2))
+
+
+def test_retrieval_chance_matches_random_features() -> None:
+    labels = torch.arange(10).repeat_interleave(6)
+    generator = torch.Generator().manual_seed(3)
+    results = [identity_retrieval(torch.randn(60, 32, generator=generator), labels) for _ in range(40)]
+    chance = retrieval_chance(labels)
+    assert abs(float(np.mean([r.top1 for r in results])) - chance["top1"]) < 0.03
+    assert abs(float(np.mean([r.mean_ap for r in results])) - chance["mean_ap"]) < 0.015
+
+
 def test_exclude_same_group_retrieves_across_groups() -> None:
     # features dominated by the group (e.g. expression): within a group the other identity is nearest
     e = torch.eye(4)
@@ -332,3 +380,38 @@ def test_linear_probe_chance_levels_and_absent_classes() -> None:
     assert result.per_class_accuracy[3].isnan()
     with pytest.raises(ValueError, match="labels"):
         linear_probe(x_train, y_train, x_test, y_test, num_classes=3)
+    chance = probe_chance(y_train, y_test, 4)
+    assert chance == {"majority_accuracy": result.majority_accuracy, "uniform": result.uniform_chance,
+                      "majority_class": 0}
+
+
+def test_probe_chance_names_the_majority_class_and_breaks_ties_low() -> None:
+    chance = probe_chance(torch.tensor([2, 2, 1, 1, 0]), torch.tensor([1, 1, 1, 2]), 3, ("a", "b", "c"))
+    assert chance == {"majority_accuracy": 0.75, "uniform": 1 / 3, "majority_class": "b"}
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        probe_chance(torch.tensor([0]), torch.tensor([0]), 3, ("a", "b"))
+    with pytest.raises(ValueError, match="empty"):
+        probe_chance(torch.tensor([0]), torch.tensor([], dtype=torch.long), 3)
+
+
+# ---------------------------------------------------------------- clip invariance
+
+
+def test_clip_invariance_of_constant_clips_is_perfect() -> None:
+    latents = torch.randn(3, 1, 5, generator=torch.Generator().manual_seed(0)).expand(3, 4, 5)
+    out = clip_invariance(latents)
+    assert out["cosine_to_clip_mean"] == pytest.approx(1.0)
+    assert out["distance_to_clip_mean"] == out["relative_distance"] == out["distance_to_target"] == 0.0
+
+
+def test_clip_invariance_on_a_hand_computed_clip() -> None:
+    # one clip, two frames (3, 4) and (3, -4): mean (3, 0), each frame 4 away from it, norms 5, cosine 3/5
+    latents = torch.tensor([[[3.0, 4.0], [3.0, -4.0]]])
+    out = clip_invariance(latents, target=torch.tensor([[0.0, 0.0]]))
+    assert out == pytest.approx({"cosine_to_clip_mean": 0.6, "distance_to_clip_mean": 4.0, "relative_distance": 0.8,
+                                 "distance_to_target": 5.0})
+    assert clip_invariance(latents)["distance_to_target"] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="target"):
+        clip_invariance(latents, target=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"\(M, F, D\)"):
+        clip_invariance(latents[0])

@@ -30,3 +30,34 @@ def test_failure_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
         write_atomic(path, "not bytes")  # type: ignore[arg-type]
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_never_touches_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The umask is process-wide: reading it by setting it races with other threads creating files."""
+
+    def forbidden(mask: int) -> int:
+        raise AssertionError("write_atomic changed the process umask")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    assert write_atomic(tmp_path / "file.bin", b"x").read_bytes() == b"x"
+
+
+def test_concurrent_writes_keep_the_mode_and_leave_no_temporary(tmp_path: Path) -> None:
+    import threading
+
+    old = os.umask(0o027)
+    try:
+        threads = [threading.Thread(target=write_atomic, args=(tmp_path / f"f{i % 4}.bin", bytes([i]) * 1000))
+                   for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.bin", "f1.bin", "f2.bin", "f3.bin"]
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        assert len(data) == 1000 and len(set(data)) == 1  # one whole write, never a mix
+        if os.name == "posix":
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640

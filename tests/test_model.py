@@ -262,3 +262,16 @@ def test_the_package_itself_uses_the_current_names(tiny_model, images) -> None:
     for protocol in ("fer", "verification"):
         tiny_model.features(images, protocol, generator=generator)
     FaceCodes.cat([codes[:2], codes[2:]]).to(torch.float64)
+
+
+def test_device_and_dtype_are_those_of_every_parameter() -> None:
+    model = seeded_model(tiny_config())
+    assert (model.device, model.dtype) == (torch.device("cpu"), torch.float32)
+    model.depth_rdm.to(torch.float64)  # one network cast on its own: the model has no single dtype
+    with pytest.raises(RuntimeError, match=r"several dtypes \(torch.float32, torch.float64\).*model.to\(dtype\)"):
+        _ = model.dtype
+    model.to(torch.float64)
+    assert model.dtype == torch.float64
+    model.light_net.to("meta")  # one network elsewhere: the model has no single device
+    with pytest.raises(RuntimeError, match=r"several devices \(cpu, meta\).*model.to\(device\)"):
+        _ = model.device

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_config
 
 from latentface import LatentFace, LatentFaceConfig
-from latentface.convert import load_manifest
+from latentface.convert import MANIFEST_DIR, load_manifest
 from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEncoder, SharedRepeat
 
 
@@ -84,10 +84,22 @@ def test_config_json_round_trip() -> None:
         LatentFaceConfig.from_dict({**cfg.to_dict(), "bogus": 1})
 
 
-@pytest.mark.parametrize("name", ["unsup3d", "latentface_w128", "latentface_w1024"])
-def test_shipped_manifests_equal_the_reference(name: str) -> None:
-    reference = Path(__file__).resolve().parents[2] / "shared" / "reference" / f"{name}_keys.json"
-    if not reference.is_file():
-        pytest.skip("the project's shared reference folder is not beside this checkout")
-    assert load_manifest(name) == json.loads(reference.read_text())
+# SHA-256 of each shipped manifest, taken from the official checkpoints' key lists when the manifests were written:
+# a change to a manifest must be deliberate and update its digest here.
+MANIFEST_SHA256 = {
+    "unsup3d": "d71f4ed7e9238f557c21c21b10ce0f6867e512d02ea93aaa273bb2099999d2a8",
+    "latentface_w128": "c7eb99f47b46731ab244ec3a57980a07a1860e3a8843a22ba302e14556e534c9",
+    "latentface_w1024": "8deac58fc1e5bf33931124d65cb00ac31b21d4aa11a0dd4672c8b572f976ff82",
+}
 
+
+@pytest.mark.parametrize("name", sorted(MANIFEST_SHA256))
+def test_shipped_manifests_are_the_pinned_reference(name: str) -> None:
+    path = MANIFEST_DIR / f"{name}_keys.json"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == MANIFEST_SHA256[name]
+    assert load_manifest(name) == json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_every_shipped_manifest_is_pinned() -> None:
+    shipped = sorted(p.name.removesuffix("_keys.json") for p in MANIFEST_DIR.glob("*_keys.json"))
+    assert shipped == sorted(MANIFEST_SHA256)

@@ -27,3 +27,14 @@ def test_readme_snippet_compiles(code: str) -> None:
 
 def test_readme_has_examples() -> None:
     assert BLOCKS and SNIPPETS
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """`.ci/run` runs exactly the README's test command (the first block's line ending in `pytest`)."""
+    first_block = re.search(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    assert first_block is not None
+    readme_commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    test_command = next(command for command in readme_commands if command.endswith("pytest"))
+    ci_commands = (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_commands
+    assert "ruff check ." in test_command

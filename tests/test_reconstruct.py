@@ -26,10 +26,12 @@ from latentface.reconstruct import (
     RELIGHT_AMBIENT,
     RELIGHT_DIFFUSE,
     RELIGHTS,
+    ROW_LABEL_MARGIN,
     labelled_grid,
     output_files,
     reconstruction_panels,
     reconstruction_sheet,
+    row_label_width,
     unique_names,
     write_reconstructions,
 )
@@ -156,6 +158,23 @@ def test_labelled_grid_layout(rows: int, scale: int, padding: int) -> None:
     np.testing.assert_array_equal(got, (panels[r, c].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     with pytest.raises(ValueError, match="labels"):
         labelled_grid(panels, COLUMNS[:-1])
+
+
+def test_labelled_grid_row_labels_shift_the_panels_right() -> None:
+    panels = torch.rand(2, 3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    row_labels = ["first row", "a longer second row"]
+    plain = labelled_grid(panels, ["a", "b", "c"], scale=16)
+    picture = labelled_grid(panels, ["a", "b", "c"], row_labels=row_labels, scale=16)
+    strip = row_label_width(row_labels)
+    assert strip > row_label_width(row_labels[:1]) > 2 * ROW_LABEL_MARGIN
+    assert picture.size == (plain.width + strip, plain.height)
+    pixels = np.asarray(picture)
+    np.testing.assert_array_equal(pixels[:, strip:], np.asarray(plain))  # the same sheet, moved right
+    for r in range(2):
+        top = LABEL_HEIGHT + 2 + r * (128 + 2)
+        assert (pixels[top:top + 128, :strip].sum(axis=2) < 300).any()  # dark text beside each row
+    with pytest.raises(ValueError, match="row labels"):
+        labelled_grid(panels, ["a", "b", "c"], row_labels=row_labels[:1])
 
 
 @pytest.mark.parametrize("label", [label for label, _ in RELIGHTS])

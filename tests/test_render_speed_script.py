@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from latentface import LatentFace, LatentFaceConfig
+from latentface.hub import weights_digest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "render_speed.py"
 MEASURES = ("raster_fwd", "raster_fwd_bwd", "warp_fwd", "warp_fwd_bwd")
 
@@ -36,6 +41,9 @@ def test_render_speed_script_quick(tmp_path: Path) -> None:
     for stage1 in report["stage1"]:
         assert _positive(stage1["step"]["images_per_s"]) and _positive(stage1["formation_fwd_bwd"]["calls"])
         assert 0 < stage1["share_of_step"] and _positive(stage1["added_to_rest_of_step"])
+    torch.manual_seed(0)  # the step's seeded random weights
+    digest = weights_digest(LatentFace(LatentFaceConfig(rdm_width=None)))
+    assert [stage1["weights_sha256"] for stage1 in report["stage1"]] == [digest, digest]
 
 
 def test_render_speed_script_rejects_missing_backend(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentface import LatentFace, LatentFaceConfig
+from latentface.hub import weights_digest
+
 pytest.importorskip("diffusers")
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -44,6 +47,8 @@ def test_speed_script_quick(tmp_path: Path) -> None:
     assert report["settings"]["batch_sizes"] == [1, 4]
     assert [(c["device"], c["rdm_width"]) for c in report["checks"]] == [("cpu", 128)]
     assert 0 <= report["checks"][0]["max_abs_diff"] <= 1e-3
+    torch.manual_seed(128)  # the check's random weights, seeded by the width
+    assert report["checks"][0]["weights_sha256"] == weights_digest(LatentFace(LatentFaceConfig(rdm_width=128)))
 
     results = report["results"]
     assert [(r["device"], r["rdm_width"], r["compile"], r["dtype"], r["batch_size"]) for r in results] == [

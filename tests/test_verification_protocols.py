@@ -198,3 +198,27 @@ def test_roc_plot_is_a_png_that_follows_the_curve(tmp_path) -> None:
     assert top_left["reversed"] == 0
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         save_roc_curve(tmp_path / "bad.png", torch.tensor([0.0, 2.0]), torch.tensor([0.0, 1.0]), "bad")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_and_auc_agree_with_scikit_learn(seed: int) -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 40, (500,), generator=g).double() / 40  # few distinct values: many ties
+    same = (torch.rand(500, generator=g) < 0.3 + 0.4 * scores).long()
+    fpr, tpr, thresholds = roc_curve(scores, same)
+    ref_fpr, ref_tpr, ref_thresholds = metrics.roc_curve(same.numpy(), scores.numpy(), drop_intermediate=False)
+    np.testing.assert_allclose(fpr.numpy(), ref_fpr, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tpr.numpy(), ref_tpr, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(thresholds.numpy(), ref_thresholds)
+    assert auc(fpr, tpr) == pytest.approx(metrics.roc_auc_score(same.numpy(), scores.numpy()), abs=1e-12)
+
+
+def test_protocol_auc_agrees_with_scikit_learn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    f1, f2, same = pairs(200, seed=5, noise=1.5)
+    fold = torch.arange(200) % 10
+    reports = cosine_threshold_protocol(f1, f2, same, fold), pair_classifier_protocol(f1, f2, same, fold, epochs=20)
+    for report in reports:
+        expected = metrics.roc_auc_score(same.numpy(), report.scores.double().numpy())
+        assert report.auc == pytest.approx(expected, abs=1e-12)

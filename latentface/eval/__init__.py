@@ -1,5 +1,6 @@
 """Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, pose and light fits, identity retrieval,
-linear probes, the released FER probe and verification protocols (with clean variants), ROC/AUC and their plots."""
+linear probes and their chance levels, clip invariance, the released FER probe and verification protocols (with
+clean variants), ROC/AUC and their plots."""
 
 from latentface.eval.depth_metrics import (
     DepthMetrics,
@@ -25,8 +26,16 @@ from latentface.eval.fer_probe import (
     train_clean_probe,
     train_released_probe,
 )
+from latentface.eval.invariance import clip_invariance
 from latentface.eval.plots import save_confusion_matrix, save_roc_curve
-from latentface.eval.probes import ProbeResult, RetrievalResult, identity_retrieval, linear_probe
+from latentface.eval.probes import (
+    ProbeResult,
+    RetrievalResult,
+    identity_retrieval,
+    linear_probe,
+    probe_chance,
+    retrieval_chance,
+)
 from latentface.eval.verification import (
     VerificationReport,
     auc,
@@ -48,6 +57,7 @@ __all__ = [
     "angular_error",
     "auc",
     "classification_report",
+    "clip_invariance",
     "constant_depth_baseline",
     "cosine_threshold_protocol",
     "depth_metrics",
@@ -62,7 +72,9 @@ __all__ = [
     "mean_gt_depth",
     "pair_classifier_protocol",
     "pose_light_fits",
+    "probe_chance",
     "released_folds",
+    "retrieval_chance",
     "roc_curve",
     "save_confusion_matrix",
     "save_roc_curve",

@@ -1,4 +1,5 @@
-"""Probes on any features: leave-one-out identity retrieval and a linear expression probe, with chance levels."""
+"""Probes on any features: leave-one-out identity retrieval and a linear expression probe, with their chance
+levels (`retrieval_chance`, `probe_chance`)."""
 
 from __future__ import annotations
 
@@ -196,6 +197,61 @@ def linear_probe(
         weight_decay=best_wd,
         val_accuracy=best_val,
     )
+
+
+def retrieval_chance(labels: Tensor) -> dict[str, float]:
+    """Expected scores of a random ranking in the leave-one-out retrieval of :func:`identity_retrieval`.
+
+    A query with P same-identity items among M candidates has expected top-1 ``P / M`` and expected average
+    precision ``(1/M) sum_{i=1..M} (1 + (i - 1)(P - 1)/(M - 1)) / i``; both are averaged over the queries that have
+    a same-identity candidate, as :func:`identity_retrieval` averages them (every item a query, all other items its
+    candidates).
+
+    Args:
+        labels: (N,) identity labels.
+
+    Returns:
+        ``top1`` and ``mean_ap``; NaN for both when no query has a same-identity candidate.
+    """
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be (N,), got {tuple(labels.shape)}")
+    counts = torch.bincount(torch.unique(labels.detach().cpu(), return_inverse=True)[1]).double()
+    m = len(labels) - 1
+    p = counts[counts > 1] - 1  # positives per query, one entry per identity that has a positive
+    weight = p + 1  # queries of that identity
+    if len(p) == 0:
+        return {"top1": math.nan, "mean_ap": math.nan}
+    i = torch.arange(1, m + 1, dtype=torch.float64)
+    if m > 1:
+        ap = ((1 + (i[None] - 1) * (p[:, None] - 1) / (m - 1)) / i[None]).sum(1) / m
+    else:
+        ap = torch.ones_like(p)
+    return {"top1": float((weight * p / m).sum() / weight.sum()), "mean_ap": float((weight * ap).sum() / weight.sum())}
+
+
+def probe_chance(
+    train_labels: Tensor, test_labels: Tensor, num_classes: int, class_names: Sequence[str] | None = None
+) -> dict[str, float | int | str]:
+    """Chance levels of a classification probe (as :class:`ProbeResult` holds them for :func:`linear_probe`).
+
+    Args:
+        train_labels: (N,) integer training labels in [0, num_classes).
+        test_labels: (M,) integer test labels, M >= 1.
+        num_classes: number of classes.
+        class_names: names of the classes (length `num_classes`); None: the majority class is given by index.
+
+    Returns:
+        ``majority_accuracy`` (test accuracy of always predicting the most frequent training class, the lowest
+        index among ties), ``uniform`` (1 / classes) and ``majority_class`` (its name, or its index).
+    """
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    if len(test_labels) == 0:
+        raise ValueError("test_labels are empty")
+    majority = int(torch.bincount(train_labels.detach().cpu().long(), minlength=num_classes).argmax())
+    return {"majority_accuracy": float((test_labels.detach().cpu() == majority).double().mean()),
+            "uniform": 1.0 / num_classes,
+            "majority_class": majority if class_names is None else class_names[majority]}
 
 
 def _fit(
