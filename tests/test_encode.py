@@ -389,7 +389,8 @@ def test_a_process_failing_while_encoding_stops_every_process(good_dir, tmp_path
     ],
 )
 def test_exit_codes(good_dir, tmp_path, capsys, monkeypatch, inputs, extra, code, message) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    for module in ("pyarrow", "pyarrow.parquet"):  # as if pyarrow were not installed (nor imported before)
+        monkeypatch.setitem(sys.modules, module, None)
     inputs = [str(good_dir / i.format(tmp=tmp_path)) for i in inputs]
     argv = ["encode", *inputs, "-o", str(tmp_path / "out.npz"), *(e.format(tmp=tmp_path) for e in extra)]
     assert main(argv) == code
