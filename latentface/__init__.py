@@ -3,13 +3,21 @@
 __version__ = "0.1.0.dev0"
 
 from latentface.config import LatentFaceConfig, PreprocessConfig
-from latentface.errors import CheckpointError, DownloadError, InvalidImageError, LatentFaceError, WeightsError
+from latentface.errors import (
+    CheckpointError,
+    DamagedImageError,
+    DownloadError,
+    InvalidImageError,
+    LatentFaceError,
+    WeightsError,
+)
 from latentface.model import LatentFace
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
 from latentface.pretrained import list_pretrained
 
 __all__ = [
     "CheckpointError",
+    "DamagedImageError",
     "Disentangled",
     "DownloadError",
     "FaceCodes",

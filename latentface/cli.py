@@ -149,8 +149,9 @@ ENCODE_EPILOG = """exit status:
   0  every input was encoded
   1  some inputs were skipped (named on stderr; their rows are NaN and their status says why); output written
   2  usage error
-  3  nothing was done: no input matched, the weights or the face detector could not be loaded, or the output
-     could not be written"""
+  3  nothing was done: no input matched, the weights or the face detector could not be loaded, the output
+     could not be written, or another run is writing it (a lock file .OUT.lock beside it; Unix)
+143  under `accelerate launch`: the launcher died, so this worker stopped (its finished batches are kept)"""
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -158,8 +159,12 @@ def _encode(args: argparse.Namespace) -> int:
     from latentface.extract import encode_records, process_state
     from latentface.face_records import InputRows, detect_rows
     from latentface.inputs import expand_inputs
+    from latentface.launched import watch_launcher
+    from latentface.output_lock import OutputLock
 
     state = process_state()  # under `accelerate launch` every process runs this; only the main one reports
+    if state.num_processes > 1:
+        watch_launcher()  # a worker whose launcher was killed stops instead of writing on
 
     def say(message: str) -> None:
         if state.is_main_process:
@@ -176,7 +181,9 @@ def _encode(args: argparse.Namespace) -> int:
         return fail("no input matched: " + " ".join(args.inputs))
     device = args.device or state.device
     progress = args.progress and sys.stderr.isatty()
+    lock = OutputLock(args.output)
     try:
+        _on_main_process(lock.acquire, state)  # every process learns whether another run is writing the output
         model = LatentFace.from_pretrained(args.weights, local_files_only=args.local_files_only, device=device)
         if args.detect:
             def detect() -> InputRows:
@@ -198,6 +205,8 @@ def _encode(args: argparse.Namespace) -> int:
         )
     except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
         return fail(str(err))
+    finally:
+        lock.release()
     skipped = result.skipped
     for name, reason in skipped[:ENCODE_SHOWN_SKIPS]:
         say(f"skipped {name}: {reason}")
@@ -213,6 +222,14 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _min_side(text: str) -> int:
+    value = int(text)
+    if value < MIN_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIDE} (images under {MIN_IMAGE_SIDE} px are "
+                                         f"refused everywhere), got {text}")
     return value
 
 
@@ -352,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="crop each image to its largest detected face (Unsup3D crop; needs the [face] extra)")
     encode.add_argument("--all-faces", action="store_true",
                         help="with --detect: every face, one row each, named PATH#k (k = 0, 1, ..., largest first)")
-    encode.add_argument("--min-side", type=_positive_int, default=MIN_IMAGE_SIDE,
-                        help=f"skip images or face boxes with a shorter side (default {MIN_IMAGE_SIDE} px)")
+    encode.add_argument("--min-side", type=_min_side, default=MIN_IMAGE_SIDE,
+                        help=f"skip images or face boxes with a shorter side (default and least {MIN_IMAGE_SIDE} px, "
+                        "the rule of every entry point)")
     encode.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (it is shown on stderr when that is a terminal)")
     encode.set_defaults(func=_encode)

@@ -6,9 +6,41 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from latentface.options import RESAMPLES, RESIZE_MODES, SAMPLERS, Resample, ResizeMode, Sampler, check_option
+
+_POSITIVE_INTS = ("ae_width", "light_pose_width", "latent_dim", "confidence_latent_dim",
+                  "rdm_layers_per_block", "rdm_norm_groups", "num_train_timesteps")
+
+
+def _refuse(key: str, value: object, accepted: str) -> NoReturn:
+    raise ValueError(f"config key {key!r} must be {accepted}, got {value!r}")
+
+
+def _integer(key: str, value: object, low: int, high: int | None) -> int:
+    """`value` as an integer in ``[low, high]`` (no upper bound when None), or a `ValueError` naming `key`."""
+    accepted = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        _refuse(key, value, accepted)
+    return value
+
+
+def _number(key: str, value: object, *, above: float | None = None, at_least: float | None = None,
+            below: float | None = None, what: str | None = None) -> float:
+    """`value` as a finite number within the bounds given, or a `ValueError` naming `key` and the range."""
+    if what is None:
+        bounds = [f"> {above}" if above is not None else "", f">= {at_least}" if at_least is not None else "",
+                  f"< {below}" if below is not None else ""]
+        what = " and ".join(b for b in bounds if b)
+    accepted = f"a finite number {what}".rstrip()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _refuse(key, value, accepted)
+    number = float(value)  # type: ignore[arg-type]
+    if ((above is not None and not number > above) or (at_least is not None and not number >= at_least)
+            or (below is not None and not number < below)):
+        _refuse(key, value, accepted)
+    return number
 
 
 @dataclass
@@ -90,6 +122,10 @@ class LatentFaceConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocess, dict):
+            unknown = sorted(set(self.preprocess) - {f.name for f in dataclasses.fields(PreprocessConfig)})
+            if unknown:
+                raise ValueError(f"unknown preprocess keys: {', '.join(map(str, unknown))} (known: resample, "
+                                 "resize_mode)")
             self.preprocess = PreprocessConfig(**self.preprocess)
         self.validate()
 
@@ -111,25 +147,44 @@ class LatentFaceConfig:
         return self.rdm_width is not None
 
     def validate(self) -> None:
-        """Raise `ValueError` naming the first inconsistent value."""
-        size = self.image_size
-        if size < 64 or size & (size - 1):
-            raise ValueError(f"image_size must be 64 * 2**k, got {size}")
-        if self.ae_width <= 0 or self.ae_width % 16:
-            raise ValueError(f"ae_width must be a positive multiple of 16 (GroupNorm groups), got {self.ae_width}")
-        if self.light_pose_width <= 0:
-            raise ValueError(f"light_pose_width must be positive, got {self.light_pose_width}")
-        if not self.min_depth < self.max_depth:
-            raise ValueError(f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth})")
-        if self.rdm_width is not None and (self.rdm_width <= 0 or self.rdm_width % (2 * self.rdm_norm_groups)):
-            # On a 1x1 input, a group of one channel is normalised to zero: the block would ignore its input.
-            raise ValueError(
-                f"rdm_width must be a positive multiple of 2 * rdm_norm_groups={2 * self.rdm_norm_groups} (at least "
-                f"two channels per GroupNorm group), got {self.rdm_width}"
-            )
+        """Check every field: its type and its accepted range or ordering.
+
+        Raises:
+            ValueError: naming the first bad key, the accepted values and the value found.
+        """
+        for key in _POSITIVE_INTS:
+            _integer(key, getattr(self, key), 1, None)
+        size = _integer("image_size", self.image_size, 64, None)
+        if size & (size - 1):
+            _refuse("image_size", size, "64 * 2**k (64, 128, 256, ...)")
+        if self.ae_width % 16:
+            _refuse("ae_width", self.ae_width, "a positive multiple of 16 (GroupNorm groups of four channels)")
+        _integer("border_columns", self.border_columns, 0, size // 2 - 1)
+        _number("min_depth", self.min_depth, above=0)
+        _number("max_depth", self.max_depth, above=self.min_depth, what=f"above min_depth = {self.min_depth}")
+        if self.border_depth is not None:
+            _number("border_depth", self.border_depth, above=0, what="> 0, or null for the default")
+        _number("fov", self.fov, above=0, below=180, what="in (0, 180) degrees")
+        for key in ("xyz_rotation_range", "xy_translation_range", "z_translation_range"):
+            _number(key, getattr(self, key), at_least=0)
+        _number("rotation_center_depth", self.rotation_center_depth)
+        for light in ("ambient", "diffuse"):
+            low = _number(f"min_{light}", getattr(self, f"min_{light}"), at_least=0)
+            _number(f"max_{light}", getattr(self, f"max_{light}"), at_least=low, what=f"at least min_{light} = {low}")
+        if self.rdm_width is not None:
+            _integer("rdm_width", self.rdm_width, 1, None)
+            if self.rdm_width % (2 * self.rdm_norm_groups):
+                # On a 1x1 input, a group of one channel is normalised to zero: the block would ignore its input.
+                _refuse("rdm_width", self.rdm_width, f"a positive multiple of 2 * rdm_norm_groups = "
+                        f"{2 * self.rdm_norm_groups} (at least two channels per GroupNorm group), or null")
+        start = _number("beta_start", self.beta_start, above=0, below=1, what="in (0, 1)")
+        _number("beta_end", self.beta_end, above=start, below=1, what=f"in (beta_start = {start}, 1)")
         check_option("sampler", self.sampler, SAMPLERS)
-        if not 1 <= self.sampling_steps <= self.num_train_timesteps:
-            raise ValueError(f"sampling_steps must be in [1, {self.num_train_timesteps}], got {self.sampling_steps}")
+        _integer("sampling_steps", self.sampling_steps, 1, self.num_train_timesteps)
+        if self.clip_sample is not None:
+            _number("clip_sample", self.clip_sample, above=0, what="> 0, or null for no clamping")
+        if not isinstance(self.preprocess, PreprocessConfig):
+            _refuse("preprocess", self.preprocess, "an object with the keys resample and resize_mode")
         check_option("preprocess.resize_mode", self.preprocess.resize_mode, RESIZE_MODES)
         check_option("preprocess.resample", self.preprocess.resample, RESAMPLES)
 
@@ -140,8 +195,10 @@ class LatentFaceConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatentFaceConfig:
         """Build a config from `to_dict` output, rejecting unknown keys by name."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a LatentFaceConfig is a JSON object of keys and values, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise ValueError(f"unknown LatentFaceConfig keys: {', '.join(unknown)}")
         return cls(**data)

@@ -9,6 +9,21 @@ class InvalidImageError(LatentFaceError, ValueError):
     """An input image has the wrong type, shape, dtype or value range, contains NaN/Inf, or cannot be read."""
 
 
+class DamagedImageError(InvalidImageError):
+    """An image file decodes, but Pillow reported damage while reading it (its pixels may be garbled).
+
+    Attributes:
+        detail: what Pillow reported.
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (str(self), self.detail)
+
+
 class WeightsError(LatentFaceError):
     """Weights cannot be found, or do not match the model they are loaded into (names the tensor)."""
 

@@ -4,8 +4,8 @@ Batch ``i`` always holds records ``i * batch_size`` to ``(i + 1) * batch_size - 
 from its own generator seeded by ``(seed, i)``, so the numbers depend neither on where a run was resumed nor on
 how many processes shared the work. Each finished batch is saved as a chunk in a work folder beside the output;
 the output is written atomically once every batch is done, then the chunks are removed. A bad item (missing,
-empty, corrupt, truncated, not an image, too small) gets NaN rows and a status that says why; it never stops its
-batch.
+empty, corrupt, truncated, damaged, not an image, too small) gets NaN rows and a status that says why; it never
+stops its batch. A row whose result holds NaN or Inf gets the status `NON_FINITE`.
 
 The output key (`cache_key`) hashes the weights, the settings and the input list (paths, boxes, labels, file
 sizes and modification times): a run whose output already holds the same key does nothing, and the benchmarks
@@ -23,6 +23,7 @@ import math
 import shutil
 import stat
 import sys
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,13 @@ from tqdm.auto import tqdm
 
 from latentface import __version__
 from latentface.data.records import ImageRecord, load_record
-from latentface.errors import InvalidImageError
+from latentface.errors import DamagedImageError, InvalidImageError
 from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
 from latentface.hub import weights_digest
 from latentface.model import LatentFace
 from latentface.options import ENCODE_PROTOCOLS, EncodeProtocol, check_option
+from latentface.paths import display_name
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 FORMAT_VERSION = 1
@@ -57,6 +59,8 @@ RDM_ARRAYS = ("texture_identity", "texture_expression", "shape_identity", "shape
 """Arrays of the ``codes`` protocol from the RDM (only for weights with Stage 2)."""
 OK = "ok"
 """Status of an encoded item; any other status is the reason it was skipped."""
+NON_FINITE = "non-finite result"
+"""Status of a row whose features or codes hold NaN or Inf (written as NaN, never as "ok")."""
 DEFAULT_MIN_SIDE = MIN_IMAGE_SIDE
 """Smallest image (or face box) side, in pixels, that is encoded."""
 
@@ -209,8 +213,10 @@ def load_item(
     if st.st_size == 0:
         return None, "empty file (0 bytes)"
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        with warnings.catch_warnings():  # damage Pillow warns of is reported by the full decode below
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
     except UnidentifiedImageError:
         return None, "not an image (unknown file format)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -222,6 +228,9 @@ def load_item(
     try:
         return load_record(record, size, resize_mode, resample), OK
     except InvalidImageError as err:
+        damage = err if isinstance(err, DamagedImageError) else err.__cause__
+        if isinstance(damage, DamagedImageError):
+            return None, f"damaged image data: {damage.detail}"
         return None, f"corrupt or truncated image: {err.__cause__ or err}"
     except (OSError, ValueError, SyntaxError) as err:  # a decoder error load_record does not wrap
         return None, f"corrupt or truncated image: {err}"
@@ -282,6 +291,12 @@ def _encode_chunk(
             batch = torch.flip(batch, dims=[3])
         for name, values in _run_model(model, batch, protocol, generator).items():
             arrays[name][good] = values[good]
+        for i in good:  # a NaN or Inf result is never an "ok" row
+            bad = [name for name, values in arrays.items() if not np.isfinite(values[i]).all()]
+            if bad:
+                status[i] = f"{NON_FINITE} (NaN or Inf in {', '.join(bad)})"
+                for values in arrays.values():
+                    values[i] = np.nan
     return {"status": np.array(status, dtype=str), **arrays}
 
 
@@ -366,7 +381,8 @@ def write_output(path: str | Path, arrays: Mapping[str, np.ndarray], metadata: M
         if values.ndim == 2:
             columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
         else:
-            columns[name] = pa.array(values.tolist() if values.dtype.kind == "U" else values)
+            columns[name] = pa.array([display_name(v) for v in values.tolist()] if values.dtype.kind == "U"
+                                     else values)
     table = pa.table(columns).replace_schema_metadata({_PARQUET_METADATA: text.encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -429,18 +445,22 @@ def process_state() -> Any:
 
 
 def _names(records: Sequence[ImageRecord], names: Sequence[str] | None) -> list[str]:
+    """Row names as printable text: undecodable bytes of file names become ``\\xNN`` (`display_name`)."""
     if names is None:
-        return [str(record.path) for record in records]
+        return [display_name(record.path) for record in records]
     if len(names) != len(records):
         raise ValueError(f"got {len(names)} names for {len(records)} records")
-    return [str(name) for name in names]
+    return [display_name(name) for name in names]
 
 
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,
-                   skip: Mapping[int, str]) -> None:
+                   skip: Mapping[int, str], min_side: int) -> None:
     check_option("protocol", protocol, PROTOCOLS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if min_side < MIN_IMAGE_SIDE:
+        raise ValueError(f"min_side must be at least {MIN_IMAGE_SIDE} (the smallest image any entry point accepts), "
+                         f"got {min_side}")
     if not records:
         raise ValueError("no records to encode")
     if out.suffix not in OUTPUT_SUFFIXES:
@@ -521,7 +541,7 @@ def encode_records(
         flip: encode the horizontally mirrored images.
         names: row names (default: the record paths).
         skip: rows not to load, with the status to give them (e.g. ``"no face detected"``).
-        min_side: smaller images or boxes are skipped.
+        min_side: smaller images or boxes are skipped (at least `DEFAULT_MIN_SIDE`, the rule of every entry point).
         faces: the detected face of each row that has one (`latentface.face_records.detect_rows`); when given,
             the output also holds `FACE_ARRAYS`, so that every row maps back to its face.
         work_dir: chunk folder (default `default_work_dir`).
@@ -538,7 +558,7 @@ def encode_records(
     """
     out = Path(out_path)
     skip = dict(skip or {})
-    _check_request(model, records, out, protocol, batch_size, skip)
+    _check_request(model, records, out, protocol, batch_size, skip, min_side)
     names = _names(records, names)
     digest, settings = weights_digest(model), _settings(model, protocol, seed, batch_size, flip, min_side)
     bad = [i for i in faces or {} if not 0 <= i < len(records)]

@@ -150,15 +150,38 @@ def check_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: 
         raise WeightsError(f"weights {source!r} do not match the model: " + "; ".join(problems))
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise `WeightsError` naming every floating tensor of `state` that holds NaN or Inf (such weights give NaN
+    codes and features for every image)."""
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise WeightsError(f"weights {source!r} hold NaN or Inf values in tensors: {_listed(bad)}")
+
+
+def tensor_shapes(folder: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor in a folder's ``model.safetensors``, read from its header only.
+
+    Raises:
+        WeightsError: the file cannot be read.
+    """
+    path = Path(folder) / WEIGHTS_NAME
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise WeightsError(f"cannot read {str(path)!r}: {err}") from err
+
+
 def load_weights(module: nn.Module, folder: Path) -> None:
     """Strictly load ``model.safetensors`` from `folder` into `module` (which may live on the meta device), as
-    float32 whatever the stored floating dtype."""
+    float32 whatever the stored floating dtype; non-finite values are refused (`check_finite`)."""
     path = folder / WEIGHTS_NAME
     try:
         state = safetensors.torch.load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(f"cannot read {str(path)!r}: {err}") from err
     check_state_dict(module, state, str(path))
+    check_finite(state, str(path))
     # Fresh, aligned storage (not views into the file buffer): same kernels, same numbers as before saving. Weights
     # stored in half precision (to keep a file small) are widened: the model always loads in float32.
     module.load_state_dict({k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=True,

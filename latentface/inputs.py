@@ -1,30 +1,30 @@
 """Expanding command-line inputs into image files: files, folders, glob patterns and ``@list.txt`` files.
 
 - A file is taken as it is, whatever its suffix (reading it is what tells whether it is an image).
-- A folder gives its image files (`latentface.data.files.IMAGE_SUFFIXES`), subfolders included, in natural
-  order; hidden files and folders are skipped.
-- A pattern with ``*``, ``?`` or ``[`` is expanded with `glob` (``**`` matches any depth), in natural order;
-  matched folders are expanded as folders.
+- A folder gives its image files (every format Pillow decodes: `latentface.paths.image_suffixes`), subfolders
+  included, in natural order; hidden files and folders are skipped, symbolic links to folders are followed
+  (loops are reported).
+- A pattern with ``*``, ``?`` or ``[`` is matched by `latentface.paths.glob_paths` (``**`` matches any depth), in
+  natural order; matched folders are expanded as folders.
 - ``@FILE`` reads one input per line from FILE (blank lines and lines starting with ``#`` are skipped); relative
   entries are relative to FILE's folder, and an entry may itself be a folder, pattern or ``@list``.
 
-Each file appears once, at its first occurrence. Inputs that match nothing are reported, not raised, so that a
-batch tool can go on with the rest.
+Each file appears once, at its first occurrence. Nothing but a regular file is ever opened (a named pipe would
+block its reader). Every input or found path that gives no file is reported with the reason (missing, broken
+symbolic link, link loop, named pipe or other non-regular file, permission denied, folder that cannot be listed,
+no match), not raised, so that a batch tool can go on with the rest.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentface.data.files import list_images, path_key
+from latentface.paths import MISSING, display_name, glob_paths, has_magic, list_images, probe
 
 __all__ = ["ExpandedInputs", "expand_inputs"]
-
-_GLOB_CHARS = ("*", "?", "[")
 
 
 @dataclass
@@ -33,16 +33,17 @@ class ExpandedInputs:
 
     Attributes:
         files: the files, in order, each once.
-        problems: ``(input, reason)`` for every input that gave no file (missing, empty folder, no match,
-            unreadable list).
+        problems: ``(input, reason)`` for every input or found path that gave no file (missing, broken link, link
+            loop, not a regular file, permission denied, empty folder, no match, unreadable list); the input is
+            printable text (`latentface.paths.display_name`).
     """
 
     files: list[Path] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
-
-def _is_pattern(text: str) -> bool:
-    return any(c in text for c in _GLOB_CHARS)
+    def report(self, path: str, reason: str) -> None:
+        """Record a problem."""
+        self.problems.append((path, reason))
 
 
 def _inside(path: Path, folders: Sequence[Path]) -> bool:
@@ -52,45 +53,54 @@ def _inside(path: Path, folders: Sequence[Path]) -> bool:
 
 def _expand(spec: str, base: Path, exclude: Sequence[Path], out: ExpandedInputs, lists: tuple[Path, ...]) -> None:
     """Add the files of one input to `out`; `lists` are the list files being read (to stop cycles)."""
+    shown = display_name(spec)
     if spec.startswith("@"):
         list_path = base / os.path.expanduser(spec[1:])
+        kind, reason, _ = probe(list_path)
+        if kind != "file":
+            out.report(shown, f"cannot read list file: {reason or 'it is a folder'}")
+            return
         if list_path.resolve() in lists:
-            out.problems.append((spec, f"list file {list_path} includes itself"))
+            out.report(shown, f"list file {display_name(list_path)} includes itself")
             return
         try:
             lines = list_path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            out.problems.append((spec, f"cannot read list file: {err}"))
+            out.report(shown, f"cannot read list file: {err}")
             return
         for number, line in enumerate(lines, 1):
             entry = line.strip()
             if entry and not entry.startswith("#"):
                 before = len(out.problems)
                 _expand(entry, list_path.parent, exclude, out, (*lists, list_path.resolve()))
-                out.problems[before:] = [(f"{list_path}:{number}: {s}", r) for s, r in out.problems[before:]]
+                where = display_name(list_path)
+                out.problems[before:] = [(f"{where}:{number}: {s}", r) for s, r in out.problems[before:]]
         return
     path = base / os.path.expanduser(spec)
-    if path.is_file():
+    kind, reason, _ = probe(path)
+    if kind == "file":
         out.files.append(path)
-    elif path.is_dir():
-        found = [p for p in list_images(path) if not _inside(p, exclude)]
+    elif kind == "folder":
+        found = [p for p in list_images(path, out.report) if not _inside(p, exclude)]
         if not found:
-            out.problems.append((spec, "folder has no image files"))
+            out.report(shown, "folder has no image files")
         out.files.extend(found)
-    elif _is_pattern(spec):
-        matches = sorted((Path(m) for m in glob.glob(str(path), recursive=True)), key=path_key)
+    elif reason == MISSING and has_magic(spec):
         found = []
-        for match in matches:
-            if match.is_dir():
-                found.extend(list_images(match))
-            elif match.is_file():
+        for match in glob_paths(str(path), out.report):
+            kind, reason, _ = probe(match)
+            if kind == "folder":
+                found.extend(list_images(match, out.report))
+            elif kind == "file":
                 found.append(match)
+            else:
+                out.report(display_name(match), reason or MISSING)
         found = [p for p in found if not _inside(p, exclude)]
         if not found:
-            out.problems.append((spec, "pattern matches no files"))
+            out.report(shown, "pattern matches no files")
         out.files.extend(found)
     else:
-        out.problems.append((spec, "no such file or folder"))
+        out.report(shown, reason or MISSING)
 
 
 def expand_inputs(specs: Iterable[str | os.PathLike], *, exclude: Iterable[str | os.PathLike] = ()) -> ExpandedInputs:

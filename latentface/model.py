@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from latentface.nets.autoencoder import ConfidenceNet, EncoderDecoder, PlainEnco
 from latentface.nets.rdm import ConditionalDenoiser
 from latentface.options import FEATURE_PROTOCOLS, FeatureProtocol, Renderer, Sampler, View, check_option
 from latentface.outputs import Disentangled, FaceCodes, Latents, Rendering
-from latentface.preprocess import Images, ImageTransform, create_transform, to_batch
+from latentface.preprocess import MIN_IMAGE_SIDE, Images, ImageTransform, create_transform, to_batch
 from latentface.render import codes as codes_module
 from latentface.render.backends import get_rasterizer
 from latentface.render.codes import Scalars
@@ -28,6 +29,24 @@ from latentface.render.formation import form_image
 
 PROTOCOLS = FEATURE_PROTOCOLS
 """The protocols of `LatentFace.features` (`latentface.options.FEATURE_PROTOCOLS`)."""
+
+
+def _check_image_size(model: LatentFace, folder: os.PathLike) -> None:
+    """Raise `WeightsError` when the weights in `folder` fit the model's config only with another ``image_size``
+    (sizes above 64 add shared stride-2 blocks: the tensors of 64 px and of larger sizes differ)."""
+    found = hub.tensor_shapes(folder)
+    cfg = model.config
+    if found == {k: tuple(v.shape) for k, v in model.state_dict().items()}:
+        return
+    other_size = 128 if cfg.image_size == 64 else 64
+    with torch.device("meta"):
+        other = LatentFace(dataclasses.replace(cfg, image_size=other_size))
+    if found == {k: tuple(v.shape) for k, v in other.state_dict().items()}:
+        made_for = "64" if other_size == 64 else "128 or larger (64 * 2**k, k >= 1)"
+        raise WeightsError(
+            f"the weights in {os.fspath(folder)!r} were made for image_size {made_for}, but its config.json says "
+            f"image_size {cfg.image_size}: correct image_size in config.json"
+        )
 
 
 class LatentFace(nn.Module):
@@ -143,10 +162,18 @@ class LatentFace(nn.Module):
             "URL), or the demo weights 'synthfaces-tiny'"
         )
 
-    def preprocess(self, images: Images) -> Tensor:
-        """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`)."""
+    def preprocess(self, images: Images, *, name: str | None = None) -> Tensor:
+        """Images -> (B, 3, S, S) batch in [0, 1] on the model's device (see `latentface.preprocess`).
+
+        Images under `latentface.preprocess.MIN_IMAGE_SIDE` (16) pixels on a side are refused, as by every entry
+        point. `name`: how errors name the input (`latentface.preprocess.to_batch`).
+
+        Raises:
+            InvalidImageError: naming the bad input.
+        """
         pp = self.config.preprocess
-        batch = to_batch(images, self.config.image_size, pp.resample, pp.resize_mode)
+        batch = to_batch(images, self.config.image_size, pp.resample, pp.resize_mode, min_side=MIN_IMAGE_SIDE,
+                         name=name)
         return batch.to(self.device, self.dtype)
 
     def _as_input(self, images: Images) -> Tensor:
@@ -400,6 +427,7 @@ class LatentFace(nn.Module):
         config = hub.load_model_config(folder)
         with torch.device("meta"):  # no random initialisation: every parameter comes from the file
             model = cls(config, renderer=renderer)
+        _check_image_size(model, folder)
         hub.load_weights(model, folder)
         model.model_card = hub.read_card(folder)
         model.name_or_path = os.fspath(name_or_path)

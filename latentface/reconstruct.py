@@ -40,6 +40,7 @@ from latentface.export import save_obj
 from latentface.face_records import FaceBox
 from latentface.fileio import write_atomic
 from latentface.inputs import expand_inputs
+from latentface.paths import display_name
 from latentface.preprocess import Images, read_image
 from latentface.render.codes import decode_light
 from latentface.render.formation import form_image
@@ -481,13 +482,14 @@ def write_reconstructions(
             try:
                 found = _detect(path, detector)
             except InvalidImageError as err:
-                records.append(InputRecord(input=str(path), status="error", name=name, error=str(err)))
+                records.append(InputRecord(input=display_name(path), status="error", name=name, error=str(err)))
                 finish(records[-1])
                 continue
             faces = found if all_faces else found[:1]
         for k, face in enumerate(faces):
             face_name = _face_name(name, k, taken) if all_faces else name
-            record = InputRecord(input=f"{path}#{k}" if all_faces else str(path), status="done", name=face_name,
+            shown = display_name(path)
+            record = InputRecord(input=f"{shown}#{k}" if all_faces else shown, status="done", name=face_name,
                                  outputs=output_files(face_name, mesh=mesh, animation=animation),
                                  face=None if face is None else FaceBox.of(face).to_dict())
             records.append(record)
@@ -496,7 +498,8 @@ def write_reconstructions(
                 finish(record)
                 continue
             try:
-                pending.append((record, model.preprocess(path if face is None else face.image)))
+                image, what = (path, "the image") if face is None else (face.image, "the detected face")
+                pending.append((record, model.preprocess(image, name=what)))
             except InvalidImageError as err:
                 record.status, record.error, record.outputs = "error", str(err), []
                 finish(record)
@@ -522,10 +525,16 @@ def _reconstruct_batch(
         albedo, depth = model.decode(codes)
         panels = _panels(model, batch, codes, albedo, depth, background)
         video = turntable(model, codes, frames, max_yaw, background=background).cpu() if animation else None
+    finite = torch.stack([torch.isfinite(c).flatten(1).all(1) for c in (codes.texture, codes.shape, codes.light,
+                                                                        codes.pose)]).all(0)
     done = []
     for i, (record, _) in enumerate(pending):
         name = record.name
         assert name is not None
+        if not finite[i]:
+            record.status, record.error, record.outputs = "error", "non-finite result (NaN or Inf in its codes)", []
+            done.append(record)
+            continue
         try:
             if mesh:
                 save_obj(out / f"{name}.obj", depth[i].cpu(), model.config.fov, texture=albedo[i].cpu(),

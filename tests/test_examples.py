@@ -203,6 +203,7 @@ def test_example(name: str, runs: dict[str, Run]) -> None:
     run = runs[name]
     assert run.returncode == case.returncode, run.stderr
     assert case.stderr in run.stderr and "Traceback" not in run.stderr
+    assert "DeprecationWarning" not in run.stderr, run.stderr
     if case.returncode == 0:
         assert run.stdout.strip()
     case.check(run.stdout, run.cwd / case.out)

@@ -2,18 +2,26 @@
 
 Accepted inputs: a PIL image, a file path (`str` or `os.PathLike`), a numpy array HxW or HxWxC (uint8,
 uint16 or float in [0, 1]), a torch tensor CxHxW or BxCxHxW (float in [0, 1] or uint8), or a list/tuple of
-these. Grayscale is repeated to RGB, an alpha channel is dropped (RGBA, LA, PA), palette and CMYK images are
-converted to RGB, 16-bit images are scaled by 65535, and a PIL image's EXIF orientation is applied (files are
-read upright by `read_image`). Every problem raises `InvalidImageError` naming the offending input.
+these. Grayscale is repeated to RGB, an alpha channel is dropped (RGBA, LA, La, PA), palette, bilevel, CMYK,
+YCbCr, LAB and HSV images are converted to RGB, and PIL images are read by their real value range, never clipped:
+16-bit modes (``I;16*``) are divided by 65535, 32-bit integer images (``I``) by 255 or 65535 and float images
+(``F``) by 1, 255 or 65535, whichever is the smallest range that holds their values. A PIL image's EXIF
+orientation is applied (files are read upright by `read_image`). Every problem raises `InvalidImageError` naming
+the offending input and, in a batch tensor, the image index: wrong types, shapes or dtypes, empty images and
+batches, values outside the range, NaN/Inf, meta tensors, closed PIL images, unreadable files.
 
 Size limits: files over PIL's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels, about 179
-megapixels by default) are refused before decoding; `check_image_size` refuses images under `MIN_IMAGE_SIDE`
-pixels on a side where a caller asks for it (face detection does; `to_batch` only with ``min_side``).
+megapixels by default) are refused before decoding; images under `MIN_IMAGE_SIDE` pixels on a side are refused
+(`check_image_size`) by every entry point: `LatentFace.preprocess` (so `encode` and `features`), ``latentface
+encode`` (which may ask for more with ``--min-side``), ``latentface reconstruct`` and face detection; `to_batch`
+refuses them when asked (``min_side``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from latentface.errors import InvalidImageError
+from latentface.errors import DamagedImageError, InvalidImageError
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 Images = ImageInput | Sequence[ImageInput]
@@ -38,26 +46,51 @@ smallest window is 12 pixels."""
 def _describe(index: int, item: Any) -> str:
     if isinstance(item, (str, os.PathLike)):
         return f"input {index} ({os.fspath(item)!r})"
-    shape = getattr(item, "shape", None) or getattr(item, "size", None)
-    return f"input {index} ({type(item).__module__}.{type(item).__name__}, shape/size {tuple(shape) if shape else '?'})"
+    shape = getattr(item, "shape", None)  # numpy arrays and tensors
+    if shape is None and isinstance(item, Image.Image):
+        shape = item.size
+    return f"input {index} ({type(item).__module__}.{type(item).__name__}, shape/size {_shape_text(shape)})"
+
+
+def _shape_text(shape: object) -> str:
+    try:
+        return str(tuple(shape))  # type: ignore[call-overload]
+    except TypeError:
+        return "?"
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file, apply its EXIF orientation and decode it fully (errors surface here).
 
+    Only a regular file is opened: a named pipe, socket or device is refused after a ``stat`` (reading a pipe would
+    block until something writes to it). Damage that Pillow reports as a warning while reading (an invalid APNG
+    chunk, an icon frame of the wrong size, a malformed MPO or TIFF directory, ...) is an error: the pixels may be
+    garbled or not the ones the file was meant to hold.
+
     Raises:
-        InvalidImageError: the file is larger than PIL's decompression-bomb limit.
+        DamagedImageError: Pillow warned while reading the file.
+        InvalidImageError: the file is not a regular file, or larger than PIL's decompression-bomb limit.
         OSError, ValueError: the file is missing or not a readable image.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InvalidImageError(f"{os.fspath(path)!r}: not a regular file (a folder, named pipe, socket or device)")
     try:
-        with Image.open(path) as im:
-            im = upright(im)
-            im.load()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with Image.open(path) as im:
+                im = upright(im)
+                im.load()
     except Image.DecompressionBombError as err:
         raise InvalidImageError(
             f"{os.fspath(path)!r}: refused as a possible decompression bomb ({err}); if the file is trusted, raise "
             "PIL.Image.MAX_IMAGE_PIXELS (or set it to None) before reading it"
         ) from err
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    damage = [str(w.message) for w in caught if not issubclass(w.category, Image.DecompressionBombWarning)]
+    if damage:
+        raise DamagedImageError(f"{os.fspath(path)!r}: damaged image data ({'; '.join(damage)})", "; ".join(damage))
     return im
 
 
@@ -88,13 +121,16 @@ def check_image_size(width: int, height: int, name: str, min_side: int = MIN_IMA
 def to_rgb8(image: Image.Image) -> Image.Image:
     """An RGB 8-bit copy of any PIL image (the image itself if it is RGB already).
 
-    16-bit and 32-bit integer images are scaled as in `to_batch` (by 65535, or by 255 when no value exceeds 255)
-    rather than clipped at 255, which is what PIL's own ``convert("RGB")`` does to them. The EXIF orientation is not
-    applied here (see `upright`).
+    16-bit, 32-bit integer and float images are scaled by their value range as in `to_batch` rather than clipped
+    at 255 (what PIL's own ``convert("RGB")`` does to them). The EXIF orientation is not applied here (see
+    `upright`).
+
+    Raises:
+        InvalidImageError: the image cannot be read (closed) or its values fit no range.
     """
     if image.mode == "RGB":
         return image
-    arr = _pil_to_array(image)
+    arr = _pil_to_array(image, "image")
     if arr.dtype != np.uint8:
         arr = np.round(arr * 255.0).astype(np.uint8)
     if arr.ndim == 2:
@@ -102,14 +138,54 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def _pil_to_array(im: Image.Image) -> np.ndarray:
-    """RGB uint8 for ordinary modes; float32 in [0, 1] for 16-bit and 32-bit integer modes."""
-    if im.mode.startswith("I;16"):
-        return np.asarray(im).astype(np.float32) / 65535.0
-    if im.mode == "I":
-        arr = np.asarray(im).astype(np.float32)
-        return arr / (65535.0 if arr.max(initial=0) > 255 else 255.0)
-    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+_RANGES = (1.0, 255.0, 65535.0)
+"""Value ranges a float (``F``) image may use: [0, 1], 8-bit or 16-bit values; 32-bit integer (``I``) images use
+the last two."""
+
+
+def _by_range(arr: np.ndarray, mode: str, name: str) -> np.ndarray:
+    """A 32-bit integer or float image as float32 in [0, 1], divided by the smallest range that holds its values."""
+    values = arr.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise InvalidImageError(f"{name}: PIL image of mode {mode} contains NaN or Inf values")
+    lo, hi = float(values.min(initial=np.inf)), float(values.max(initial=-np.inf))
+    ranges = _RANGES if mode == "F" else _RANGES[1:]
+    top = next((r for r in ranges if hi <= r), None)
+    if lo < 0 or top is None:
+        raise InvalidImageError(
+            f"{name}: PIL image of mode {mode} has values in [{lo:.4g}, {hi:.4g}], outside every range it is read "
+            f"in ({', '.join(f'[0, {r:g}]' for r in ranges)})"
+        )
+    return values / top
+
+
+def _pil_to_array(im: Image.Image, name: str, turn: bool = False) -> np.ndarray:
+    """RGB uint8 for 8-bit modes; float32 in [0, 1] for 16-bit, 32-bit integer and float modes (by their range).
+
+    Args:
+        im: the image.
+        name: how errors name it.
+        turn: first apply its EXIF orientation (`upright`).
+
+    Raises:
+        InvalidImageError: the image cannot be read (closed, or its file is gone) or converted.
+    """
+    try:
+        if turn:
+            im = upright(im)
+        if im.mode.startswith("I;16"):
+            return np.asarray(im).astype(np.float32) / 65535.0
+        if im.mode in ("I", "F"):
+            return _by_range(np.asarray(im), im.mode, name)
+        if im.mode == "La":  # premultiplied: PIL converts it to RGB only through LA
+            im = im.convert("LA")
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    except InvalidImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, AssertionError) as err:  # PIL asserts on an image whose file closed
+        raise InvalidImageError(
+            f"{name}: cannot read the PIL image of mode {im.mode} (closed, or its file is gone?): {err!r}"
+        ) from err
 
 
 def _array_to_chw(arr: np.ndarray, name: str) -> torch.Tensor:
@@ -131,6 +207,8 @@ def _array_to_chw(arr: np.ndarray, name: str) -> torch.Tensor:
 
 
 def _check_float(chw: torch.Tensor, name: str) -> torch.Tensor:
+    if min(chw.shape[1:]) < 1:
+        raise InvalidImageError(f"{name}: image has no pixels (shape {tuple(chw.shape)})")
     if not torch.isfinite(chw).all():
         raise InvalidImageError(f"{name}: contains NaN or Inf values")
     lo, hi = chw.min().item(), chw.max().item()
@@ -152,16 +230,24 @@ def _to_rgb(chw: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _tensor_images(t: torch.Tensor, name: str) -> list[torch.Tensor]:
+    """The images of a CxHxW or BxCxHxW tensor; problems of image i of a batch are named ``<name>, image i``."""
+    if t.is_meta or t.layout != torch.strided:
+        where = "on the meta device (no data)" if t.is_meta else f"of layout {t.layout} (use .to_dense())"
+        raise InvalidImageError(f"{name}: the tensor is {where}")
+    batched = t.ndim == 4
     if t.ndim == 3:
         t = t[None]
     if t.ndim != 4:
         raise InvalidImageError(f"{name}: expected a tensor CxHxW or BxCxHxW, got shape {tuple(t.shape)}")
+    if len(t) == 0:
+        raise InvalidImageError(f"{name}: the batch holds no images (shape {tuple(t.shape)})")
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     elif not t.is_floating_point():
         raise InvalidImageError(f"{name}: unsupported tensor dtype {t.dtype}; use float in [0, 1] or uint8")
     t = t.detach().to("cpu", torch.float32)
-    return [_to_rgb(_check_float(im, name), name) for im in t]
+    names = [f"{name}, image {i}" if batched else name for i in range(len(t))]
+    return [_to_rgb(_check_float(im, n), n) for im, n in zip(t, names, strict=True)]
 
 
 def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
@@ -170,12 +256,14 @@ def _single(item: ImageInput, name: str) -> list[torch.Tensor]:
     if isinstance(item, (str, os.PathLike)):
         try:
             item = read_image(item)
+        except DamagedImageError as err:
+            raise DamagedImageError(f"{name}: {err}", err.detail) from err
         except InvalidImageError as err:
             raise InvalidImageError(f"{name}: {err}") from err
         except (OSError, ValueError) as err:
             raise InvalidImageError(f"{name}: cannot read image: {err}") from err
     if isinstance(item, Image.Image):
-        item = _pil_to_array(upright(item))
+        item = _pil_to_array(item, name, turn=True)
     if isinstance(item, np.ndarray):
         chw = _array_to_chw(item, name)
         return [_to_rgb(_check_float(chw, name), name)]
@@ -208,7 +296,13 @@ def resize_square(
 
 
 def to_batch(
-    images: Images, size: int, resample: str = "bilinear", resize_mode: str = "stretch", *, min_side: int = 1
+    images: Images,
+    size: int,
+    resample: str = "bilinear",
+    resize_mode: str = "stretch",
+    *,
+    min_side: int = 1,
+    name: str | None = None,
 ) -> torch.Tensor:
     """Convert any accepted input to one float32 batch (B, 3, size, size) in [0, 1] on the CPU.
 
@@ -217,21 +311,24 @@ def to_batch(
         size: output side.
         resample: ``"bilinear"`` or ``"bicubic"``.
         resize_mode: ``"stretch"`` or ``"center_crop"`` (`resize_square`).
-        min_side: refuse images with a side under this many pixels (`MIN_IMAGE_SIDE` is a sensible choice for
-            user photos; the default 1 only refuses empty images).
+        min_side: refuse images with a side under this many pixels (`MIN_IMAGE_SIDE` is the rule of every entry
+            point: `LatentFace.preprocess`, and so `encode` and `features`, ``latentface encode`` and
+            ``reconstruct``; the default 1 only refuses empty images).
+        name: how errors name the input (one input) or prefix the name of each (a list); default: the index and
+            path, or the type and shape.
 
     Raises:
         InvalidImageError: naming the first bad input (its index, path or type and shape).
     """
-    items: Sequence[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+    listed = isinstance(images, (list, tuple))
+    items: Sequence[ImageInput] = list(images) if listed else [images]  # type: ignore[arg-type]
     if not items:
         raise InvalidImageError("no images given: the input list is empty")
     batch: list[torch.Tensor] = []
     for index, item in enumerate(items):
-        name = _describe(index, item)
-        for chw in _single(item, name):
-            if min(chw.shape[1:]) < 1:
-                raise InvalidImageError(f"{name}: image has no pixels (shape {tuple(chw.shape)})")
-            check_image_size(chw.shape[2], chw.shape[1], name, min_side)
+        described = _describe(index, item)
+        label = described if name is None else f"{name}, {described}" if listed else name
+        for chw in _single(item, label):
+            check_image_size(chw.shape[2], chw.shape[1], label, min_side)
             batch.append(resize_square(chw, size, resample, resize_mode))
     return torch.stack(batch)
