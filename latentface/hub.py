@@ -9,7 +9,6 @@ go through huggingface_hub, so its cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
+from latentface.hashing import state_dict_digest
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -189,13 +189,9 @@ def load_weights(module: nn.Module, folder: Path) -> None:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict."""
-    digest = hashlib.sha256(model.config.to_json().encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()
+    """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict
+    (`latentface.hashing.state_dict_digest` with the configuration's JSON as header)."""
+    return state_dict_digest(model.state_dict(), header=model.config.to_json())
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

@@ -24,7 +24,7 @@ from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, EXIT_OK, EXIT_USAGE, b
 from latentface.data.records import ImageRecord
 from latentface.data.synthfaces import SynthFacesImages
 from latentface.errors import WeightsError
-from latentface.extract import OK, STAGE1_ARRAYS, batch_seed, cache_key, encode_records, load_output
+from latentface.extract import OK, STAGE1_ARRAYS, batch_seed, encode_records, load_output, run_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GOOD = 10  # SynthFaces images f0.png .. f9.png (64 px)
@@ -237,32 +237,32 @@ def test_rerun_skips_done_work_and_changes_redo_it(good_dir, tmp_path, monkeypat
     assert _same(_load(out)[0], first[0])  # same seed, same numbers
 
 
-def test_cache_key_covers_weights_settings_and_inputs(model, good_dir, tmp_path) -> None:
+def test_run_key_covers_weights_settings_and_inputs(model, good_dir, tmp_path) -> None:
     copy = tmp_path / "x.png"
     copy.write_bytes((good_dir / "f0.png").read_bytes())
     records = [ImageRecord(copy), ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40))]
     settings = dict(protocol="fer", seed=0, batch_size=4)
-    key = cache_key(model, records, **settings)
-    assert cache_key(model, list(records), **settings) == key
+    key = run_key(model, records, **settings)
+    assert run_key(model, list(records), **settings) == key
     variants = [
-        cache_key(model, records, **{**settings, "protocol": "codes"}),
-        cache_key(model, records, **{**settings, "seed": 1}),
-        cache_key(model, records, **{**settings, "batch_size": 2}),
-        cache_key(model, records, **settings, flip=True),
-        cache_key(model, records, **settings, min_side=32),
-        cache_key(model, records, **settings, names=["a", "b"]),
-        cache_key(model, records, **settings, skip={1: "no face detected"}),
-        cache_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 41, 40))], **settings),
-        cache_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40), label=2)], **settings),
-        cache_key(model, records[::-1], **settings),
+        run_key(model, records, **{**settings, "protocol": "codes"}),
+        run_key(model, records, **{**settings, "seed": 1}),
+        run_key(model, records, **{**settings, "batch_size": 2}),
+        run_key(model, records, **settings, flip=True),
+        run_key(model, records, **settings, min_side=32),
+        run_key(model, records, **settings, names=["a", "b"]),
+        run_key(model, records, **settings, skip={1: "no face detected"}),
+        run_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 41, 40))], **settings),
+        run_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40), label=2)], **settings),
+        run_key(model, records[::-1], **settings),
     ]
     other = LatentFace.from_pretrained("synthfaces-tiny")
     with torch.no_grad():
         weight = next(other.parameters())
         weight[(0,) * weight.ndim] += 1e-3
-    variants.append(cache_key(other, records, **settings))
+    variants.append(run_key(other, records, **settings))
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000))
-    variants.append(cache_key(model, records, **settings))
+    variants.append(run_key(model, records, **settings))
     assert len({key, *variants}) == len(variants) + 1
 
 
@@ -359,7 +359,7 @@ from latentface.cli import main
 if extract.process_state().process_index == 1:
     def fail(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    extract._encode_chunk = fail
+    extract.run_batch = fail  # the model pass of every batch, as encode_records calls it
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -561,7 +561,8 @@ def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, 
 
 
 def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(model, good_dir, tmp_path) -> None:
-    from latentface.extract import _chunk_path, array_widths
+    from latentface.extract import array_widths
+    from latentface.extract.chunks import chunk_path
 
     records = [ImageRecord(p) for p in sorted(good_dir.glob("*.png"))]
     work = tmp_path / "work"
@@ -573,7 +574,7 @@ def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(mode
     # Batch 0 of the seed-0 run, saved as a chunk: well formed, but of another run than the seed-1 one below.
     with np.load(tmp_path / "a.npz") as data:
         chunk = {k: data[k][:4] for k in ("status", *array_widths(model, "codes"))}
-    np.savez(_chunk_path(work, 0), **chunk, key=np.array(first.key))
+    np.savez(chunk_path(work, 0), **chunk, key=np.array(first.key))
     second = encode_records(model, records, tmp_path / "b.npz", protocol="codes", batch_size=4, seed=1,
                             work_dir=work, progress=False)
     assert second.computed_batches == 3 and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
