@@ -408,6 +408,7 @@ def test_exit_codes(good_dir, tmp_path, capsys, monkeypatch, inputs, extra, code
         (["encode", "a.png", "-o", "x.csv"], ".npz or .parquet"),
         (["encode", "a.png", "-o", "x.npz", "--protocol", "pca"], "invalid choice"),
         (["encode", "a.png", "-o", "x.npz", "--batch-size", "0"], "positive"),
+        (["encode", "a.png", "-o", "x.npz", "--workers", "-1"], "must be 0 or more"),
         (["encode", "a.png", "-o", "x.npz", "--all-faces"], "--all-faces needs --detect"),
         (["encode", "a.png", "-o", "x.npz", "--device", "toaster"], "not a torch device"),
     ],
@@ -558,6 +559,24 @@ def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, 
         upright, rotated, huge = arrays[name]
         np.testing.assert_allclose(rotated, upright, rtol=0, atol=1e-5)
         np.testing.assert_allclose(huge, getattr(expected, name)[1].detach().numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", ["fer", "codes"])
+def test_decoding_workers_change_nothing(model, mixed_dir, tmp_path, protocol) -> None:
+    files = sorted(p for p in mixed_dir.rglob("*") if p.is_file())
+    records = [*(ImageRecord(p) for p in files), ImageRecord(mixed_dir / "missing.png"),
+               ImageRecord(files[0], box=(0, 0, 8, 8)), ImageRecord(files[0], box=(4, 4, 50, 50))]
+    skip = {1: "no face detected"}
+    runs = [encode_records(model, records, tmp_path / f"{workers}.npz", protocol=protocol, batch_size=3, skip=skip,
+                           workers=workers, progress=False) for workers in (0, 1, 3)]
+    assert len({r.key for r in runs}) == 1  # the worker count is not part of the key
+    first = _load(runs[0].path)
+    for run in runs[1:]:
+        again = _load(run.path)
+        assert run.status == runs[0].status and _same(first[0], again[0]) and first[1] == again[1]
+    expected = [skip.get(i, MIXED_STATUS[p.relative_to(mixed_dir).as_posix()]) for i, p in enumerate(files)]
+    expected += ["missing file", "face box too small (8x8 px", OK]
+    assert all(s.startswith(e) for s, e in zip(runs[0].status, expected, strict=True)), runs[0].status
 
 
 def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(model, good_dir, tmp_path) -> None:
