@@ -18,8 +18,8 @@ how many were encoded (detection may miss a face). JSON to ``--output``, markdow
 
 The JPEG runs (``--jpeg-images``, 0 to skip) time the same command on ``--jpeg-size`` square photos saved as JPEG
 (quality 90: a SynthFaces face enlarged onto a smooth, grainy background), where decoding and resizing each file
-costs more than the model, once per ``--workers`` count (default: 0 to `default_workers`; 0 decodes in the
-encoding process, as before decoding workers existed). They are reported under ``jpeg`` in the JSON.
+costs more than the model, once per ``--workers`` count (default: 0 to `default_workers`, at least 0 and 1;
+0 decodes in the encoding process, as before decoding workers existed). They are reported under ``jpeg`` in the JSON.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--jpeg-images", type=int, default=512, help="JPEG photos per workers run (0: skip them)")
     p.add_argument("--jpeg-size", type=int, default=256, help="side of the JPEG photos in pixels")
     p.add_argument("--workers", type=int, nargs="+", default=None,
-                   help="decoding worker counts of the JPEG runs (default: 0 to the encoder's default count)")
+                   help="decoding worker counts of the JPEG runs (default: 0 to the encoder's default, at least 0 1)")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (the median is reported)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces seed")
@@ -134,7 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--images, --batch-size, --repeats and --canvas must be positive, --detect-images >= 0")
     if args.jpeg_images < 0 or args.jpeg_size < 16 or min(args.workers or [0]) < 0:
         p.error("--jpeg-images and --workers must be >= 0, --jpeg-size >= 16")
-    args.workers = args.workers or list(range(default_workers() + 1))
+    args.workers = args.workers or list(range(max(1, default_workers()) + 1))
     return args
 
 

@@ -380,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rule of every entry point)")
     encode.add_argument("--workers", type=_non_negative_int, default=None, metavar="N",
                         help="processes that decode the images while the model runs (0: none, decode in the "
-                        "encoding process; default: usable CPUs per encoding process minus one, at most 8); the "
-                        "output is the same for every N")
+                        "encoding process; default: usable CPUs per encoding process minus one, at most 8, and 0 "
+                        "under 4 CPUs per process); the output is the same for every N")
     encode.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (it is shown on stderr when that is a terminal)")
     encode.set_defaults(func=_encode)

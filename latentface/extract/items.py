@@ -30,6 +30,8 @@ DEFAULT_MIN_SIDE = MIN_IMAGE_SIDE
 """Smallest image (or face box) side, in pixels, that is encoded."""
 MAX_DEFAULT_WORKERS = 8
 """Most DataLoader workers `default_workers` chooses."""
+MIN_SHARE_FOR_WORKERS = 4
+"""Fewest usable CPUs per encoding process for which `default_workers` chooses any worker."""
 
 
 def load_item(
@@ -176,11 +178,13 @@ def default_workers(processes: int = 1) -> int:
         processes: processes on this machine that encode at the same time (``accelerate launch``).
 
     Returns:
-        ``min(MAX_DEFAULT_WORKERS, usable CPUs // processes - 1)``, at least 0 (0 on a one-core machine: the
-        items are then decoded in the encoding process).
+        ``min(MAX_DEFAULT_WORKERS, share - 1)`` where ``share`` is the usable CPUs per process; 0 (decode in the
+        encoding process) when the share is under `MIN_SHARE_FOR_WORKERS`, where a worker only competes with the
+        model for the same cores.
     """
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(MAX_DEFAULT_WORKERS, usable // max(1, processes) - 1))
+    share = usable // max(1, processes)
+    return min(MAX_DEFAULT_WORKERS, share - 1) if share >= MIN_SHARE_FOR_WORKERS else 0
 
 
 def batch_loader(dataset: ItemDataset, batches: Sequence[range], workers: int) -> DataLoader:
