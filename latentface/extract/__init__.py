@@ -99,7 +99,14 @@ class EncodeResult:
 def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path, protocol: str, batch_size: int,
                    skip: Mapping[int, str], min_side: int, faces: Mapping[int, FaceBox] | None,
                    workers: int | None) -> None:
-    """Raise `ValueError` (or `WeightsError`, `ImportError`) for a request `encode_records` cannot run."""
+    """Check the arguments of `encode_records` (named as there) before anything is read or written.
+
+    Raises:
+        ValueError: a bad protocol, batch size, minimum side, worker count, output suffix, empty record list, or
+            skip or face row.
+        WeightsError: a features protocol with weights that have no RDM.
+        ImportError: a Parquet output without pyarrow.
+    """
     check_option("protocol", protocol, ENCODE_PROTOCOLS)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -126,7 +133,24 @@ def _check_request(model: LatentFace, records: Sequence[ImageRecord], out: Path,
 
 def _encode_batches(model: LatentFace, dataset: ItemDataset, batches: Sequence[int], rows: Sequence[range],
                     work: Path, key: str, *, protocol: str, seed: int, flip: bool, workers: int, bar: tqdm) -> int:
-    """Encode every batch of `batches` that has no valid chunk yet, saving a chunk for each; returns how many."""
+    """Encode every batch of `batches` that has no valid chunk yet, saving a chunk for each.
+
+    Args:
+        model: the weights.
+        dataset: the items (loaded in `workers` DataLoader worker processes, or here when 0).
+        batches: this process's batches.
+        rows: the rows of every batch of the run.
+        work: the work folder.
+        key: the run's key.
+        protocol: the encode protocol.
+        seed: the run's seed.
+        flip: encode the mirrored images.
+        workers: decoding worker processes.
+        bar: progress, advanced by the rows of each batch done or reused.
+
+    Returns:
+        The number of batches encoded.
+    """
     widths = array_widths(model, protocol)
     todo = [i for i in batches if load_chunk(chunk_path(work, i), key, len(rows[i]), widths) is None]
     bar.update(sum(len(rows[i]) for i in batches) - sum(len(rows[i]) for i in todo))
