@@ -568,7 +568,7 @@ def test_decoding_workers_change_nothing(model, mixed_dir, tmp_path, protocol) -
                ImageRecord(files[0], box=(0, 0, 8, 8)), ImageRecord(files[0], box=(4, 4, 50, 50))]
     skip = {1: "no face detected"}
     runs = [encode_records(model, records, tmp_path / f"{workers}.npz", protocol=protocol, batch_size=3, skip=skip,
-                           workers=workers, progress=False) for workers in (0, 1, 3)]
+                           workers=workers, progress=False) for workers in (0, 1, 2)]
     assert len({r.key for r in runs}) == 1  # the worker count is not part of the key
     first = _load(runs[0].path)
     for run in runs[1:]:
