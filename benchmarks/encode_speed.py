@@ -1,8 +1,10 @@
-"""End-to-end speed of `latentface encode`: files on disk to a written table, with and without face detection.
+"""End-to-end speed of `latentface encode`: files on disk to a written table, with and without face detection,
+and on JPEG photos with 0 to N decoding workers.
 
     python benchmarks/encode_speed.py                       # 256 SynthFaces PNGs, bundled weights, CPU
     python benchmarks/encode_speed.py --device cuda --images 2048 --batch-size 256
     python benchmarks/encode_speed.py --canvas 640          # detection on faces pasted into 640 x 480 photos
+    python benchmarks/encode_speed.py --jpeg-images 2048 --workers 0 4 8 15   # JPEG decoding workers
 
 The images are SynthFaces test renders written as PNG files to a temporary folder: at the model's size for the
 plain runs, and pasted at a random place into a larger noisy canvas (``--canvas`` wide, 4:3) for the
@@ -13,6 +15,11 @@ atomically; the output is removed between repeats so that nothing is reused. Pyt
 counted (about 2 s per command), nor a first warm-up run per point. Reported: images/s (images given, over the
 median of ``--repeats`` runs) per protocol, with and without ``--detect`` (skipped without facenet-pytorch), and
 how many were encoded (detection may miss a face). JSON to ``--output``, markdown to stdout.
+
+The JPEG runs (``--jpeg-images``, 0 to skip) time the same command on ``--jpeg-size`` square photos saved as JPEG
+(quality 90: a SynthFaces face enlarged onto a smooth, grainy background), where decoding and resizing each file
+costs more than the model, once per ``--workers`` count (default: 0 to `default_workers`, at least 0 and 1;
+0 decodes in the encoding process, as before decoding workers existed). They are reported under ``jpeg`` in the JSON.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from PIL import Image
 from latentface.cli import main as cli_main
 from latentface.data.synthfaces import SynthFacesImages
 from latentface.errors import WeightsError
-from latentface.extract import OK, load_output
+from latentface.extract import OK, default_workers, load_output
 from latentface.options import ENCODE_PROTOCOLS
+
+JPEG_QUALITY = 90
 
 
 def write_images(folder: Path, count: int, canvas: int | None, seed: int) -> None:
@@ -57,6 +66,24 @@ def write_images(folder: Path, count: int, canvas: int | None, seed: int) -> Non
                         (int(rng.integers(0, canvas - size)), int(rng.integers(0, height - size))))
             image = photo
         image.save(folder / f"{i:05d}.png")
+
+
+def write_jpeg_photos(folder: Path, count: int, size: int, seed: int) -> None:
+    """`count` photos of `size` px, JPEG quality `JPEG_QUALITY`: a SynthFaces test face enlarged to 3/4 of the
+    photo, at a random place on a smooth random background with a little grain."""
+    faces = SynthFacesImages(count, split="test", seed=seed).batch(list(range(count))).image
+    pixels = (faces.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    face_side = size * 3 // 4
+    for i, face in enumerate(pixels):
+        blobs = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+        photo = blobs.resize((size, size), Image.Resampling.BICUBIC)
+        photo.paste(Image.fromarray(face).resize((face_side, face_side), Image.Resampling.BICUBIC),
+                    (int(rng.integers(0, size - face_side + 1)), int(rng.integers(0, size - face_side + 1))))
+        grain = rng.normal(0, 4, (size, size, 3))
+        noisy = np.clip(np.asarray(photo, dtype=np.float64) + grain, 0, 255).round().astype(np.uint8)
+        Image.fromarray(noisy).save(folder / f"{i:05d}.jpg", quality=JPEG_QUALITY)
 
 
 def time_command(argv: list[str], output: Path, repeats: int) -> list[float]:
@@ -91,12 +118,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="encode batch size")
     p.add_argument("--protocols", nargs="+", choices=ENCODE_PROTOCOLS, default=list(ENCODE_PROTOCOLS),
                    help="protocols to time")
+    p.add_argument("--jpeg-images", type=int, default=512, help="JPEG photos per workers run (0: skip them)")
+    p.add_argument("--jpeg-size", type=int, default=256, help="side of the JPEG photos in pixels")
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="decoding worker counts of the JPEG runs (default: 0 to the encoder's default, at least 0 1)")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (the median is reported)")
     p.add_argument("--seed", type=int, default=0, help="SynthFaces seed")
     harness.add_run_options(p, "encode-speed")
     args = p.parse_args(argv)
     if min(args.images, args.batch_size, args.repeats, args.canvas) < 1 or args.detect_images < 0:
         p.error("--images, --batch-size, --repeats and --canvas must be positive, --detect-images >= 0")
+    if args.jpeg_images < 0 or args.jpeg_size < 16 or min(args.workers or [0]) < 0:
+        p.error("--jpeg-images and --workers must be >= 0, --jpeg-size >= 16")
+    args.workers = args.workers or list(range(max(1, default_workers()) + 1))
     return args
 
 
@@ -127,11 +161,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append({"protocol": protocol, "detect": detect, "images": count, "encoded": encoded,
                             "input": f"{args.canvas} x {args.canvas * 3 // 4} photos" if detect else "model-size PNGs",
                             "seconds": seconds, "images_per_s": count / median})
+        jpeg = time_jpeg_workers(args, root) if args.jpeg_images else None
     report = {"benchmark": "encode_speed", "machine": harness.machine_info(found), "settings": vars(args) | {
-        "output": str(args.output)}, "model": model, "results": results}
+        "output": str(args.output)}, "model": model, "results": results, "jpeg": jpeg}
     report["total_seconds"] = time.perf_counter() - started
     publish(report, markdown(report), args.output)
     return 0
+
+
+def time_jpeg_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Time the first protocol on `args.jpeg_images` JPEG photos once per worker count of `args.workers`.
+
+    Args:
+        args: the parsed options.
+        root: a scratch folder.
+
+    Returns:
+        The photos' description and one run (``workers``, ``encoded``, ``seconds``, ``images_per_s``) per count.
+    """
+    folder = root / "jpeg"
+    write_jpeg_photos(folder, args.jpeg_images, args.jpeg_size, args.seed)
+    protocol = args.protocols[0]
+    runs = []
+    for workers in args.workers:
+        out = root / f"jpeg-{workers}.npz"
+        argv = ["encode", str(folder), "-o", str(out), "--weights", args.weights, "--device", args.device,
+                "--batch-size", str(args.batch_size), "--protocol", protocol, "--workers", str(workers),
+                "--no-progress"]
+        seconds = time_command(argv, out, args.repeats)
+        encoded = int((load_output(out)[0]["status"] == OK).sum())
+        runs.append({"workers": workers, "encoded": encoded, "seconds": seconds,
+                     "images_per_s": args.jpeg_images / statistics.median(seconds)})
+    return {"protocol": protocol, "images": args.jpeg_images,
+            "input": f"{args.jpeg_size} x {args.jpeg_size} JPEG photos (quality {JPEG_QUALITY})", "runs": runs}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -142,6 +204,11 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["results"]:
         lines.append(f"| {r['protocol']} | {'yes' if r['detect'] else 'no'} | {r['input']} | {r['images']} | "
                      f"{r['encoded']} | {r['images_per_s']:.1f} |")
+    jpeg = report.get("jpeg")
+    if jpeg:
+        lines += ["", f"{jpeg['images']} {jpeg['input']}, protocol {jpeg['protocol']}:", "",
+                  "| --workers | encoded | images/s |", "|---:|---:|---:|"]
+        lines += [f"| {r['workers']} | {r['encoded']} | {r['images_per_s']:.1f} |" for r in jpeg["runs"]]
     return "\n".join(lines)
 
 

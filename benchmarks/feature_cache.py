@@ -22,7 +22,7 @@ from harness import load_model
 from latentface import LatentFace
 from latentface.data.records import ImageRecord
 from latentface.errors import WeightsError
-from latentface.extract import OK, cache_key, encode_records, load_output
+from latentface.extract import OK, encode_records, load_output, run_key
 
 
 def default_cache_dir() -> Path:
@@ -105,7 +105,7 @@ def extract(
     Returns:
         `Extraction`.
     """
-    key = cache_key(model, records, protocol=protocol, seed=seed, batch_size=batch_size, flip=flip)
+    key = run_key(model, records, protocol=protocol, seed=seed, batch_size=batch_size, flip=flip)
     path = cache_dir / f"{tag}-{key[:16]}.npz"
     cache_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

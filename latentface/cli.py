@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from latentface.data.synthfaces.factors import SPLITS
 from latentface.errors import LatentFaceError
-from latentface.options import ENCODE_PROTOCOLS, OUTPUT_SUFFIXES
+from latentface.options import ENCODE_OUTPUT_SUFFIXES, ENCODE_PROTOCOLS
 from latentface.preprocess.images import MIN_IMAGE_SIDE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -200,8 +200,7 @@ def _encode(args: argparse.Namespace) -> int:
         result = encode_records(
             model, rows.records, args.output, protocol=args.protocol, batch_size=args.batch_size, seed=args.seed,
             flip=args.flip, names=rows.names, skip=rows.skip, min_side=args.min_side, faces=faces,
-            weights_name=args.weights,
-            progress=progress,
+            weights_name=args.weights, workers=args.workers, progress=progress,
         )
     except (LatentFaceError, ImportError, OSError, ValueError, RuntimeError) as err:
         return fail(str(err))
@@ -222,6 +221,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -358,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENCODE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_io(encode, "OUT", f"output file, {' or '.join(OUTPUT_SUFFIXES)}")
+    _add_model_io(encode, "OUT", f"output file, {' or '.join(ENCODE_OUTPUT_SUFFIXES)}")
     encode.add_argument("--protocol", choices=ENCODE_PROTOCOLS, default="fer",
                         help="fer: 4 x latent features; verification: twice that, with the flip; codes: every code "
                         "(default fer)")
@@ -372,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--min-side", type=_min_side, default=MIN_IMAGE_SIDE,
                         help=f"skip images or face boxes with a shorter side (default and least {MIN_IMAGE_SIDE} px, "
                         "the rule of every entry point)")
+    encode.add_argument("--workers", type=_non_negative_int, default=None, metavar="N",
+                        help="processes that decode the images while the model runs (0: none, decode in the "
+                        "encoding process; default: usable CPUs per encoding process minus one, at most 8, and 0 "
+                        "under 4 CPUs per process); the output is the same for every N")
     encode.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar (it is shown on stderr when that is a terminal)")
     encode.set_defaults(func=_encode)
@@ -388,8 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("download needs a NAME, or --list")
     if args.command in ("encode", "reconstruct") and args.all_faces and not args.detect:
         parser.error(f"{args.command}: --all-faces needs --detect")
-    if args.command == "encode" and not args.output.endswith(OUTPUT_SUFFIXES):
-        parser.error(f"encode: the output must end with {' or '.join(OUTPUT_SUFFIXES)}, got {args.output!r}")
+    if args.command == "encode" and not args.output.endswith(ENCODE_OUTPUT_SUFFIXES):
+        parser.error(f"encode: the output must end with {' or '.join(ENCODE_OUTPUT_SUFFIXES)}, got {args.output!r}")
     try:
         return args.func(args)
     except (LatentFaceError, OSError) as err:

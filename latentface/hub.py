@@ -9,19 +9,18 @@ go through huggingface_hub, so its cache, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 import safetensors.torch
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
+from latentface.hashing import state_dict_digest
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -189,31 +188,10 @@ def load_weights(module: nn.Module, folder: Path) -> None:
                            strict=True, assign=True)
 
 
-def state_digest(header: str, state: Mapping[str, Tensor], *, skip: tuple[str, ...] = ()) -> str:
-    """SHA-256 of a text header and of tensors: name, dtype, shape and bytes of each, in name order.
-
-    Args:
-        header: text hashed first (a configuration, the settings a cache depends on).
-        state: named tensors (a state dict).
-        skip: name prefixes of tensors left out.
-
-    Returns:
-        The hex digest.
-    """
-    digest = hashlib.sha256(header.encode())
-    for name, tensor in sorted(state.items()):
-        if name.startswith(skip):
-            continue
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"\n{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 of a model's ``config`` and of every tensor (name, dtype, shape and bytes) of its state dict
-    (`state_digest` with the configuration's JSON as header)."""
-    return state_digest(model.config.to_json(), model.state_dict())
+    (`latentface.hashing.state_dict_digest` with the configuration's JSON as header)."""
+    return state_dict_digest(model.state_dict(), header=model.config.to_json())
 
 
 def save_folder(module: nn.Module, config: LatentFaceConfig, folder: str | os.PathLike, card: str) -> Path:

@@ -16,9 +16,9 @@ EncodeProtocol = Literal["fer", "verification", "codes"]
 """``latentface encode`` / `latentface.extract.encode_records`: a feature protocol, or every code."""
 ENCODE_PROTOCOLS: tuple[EncodeProtocol, ...] = get_args(EncodeProtocol)
 
-OutputSuffix = Literal[".npz", ".parquet"]
-"""``latentface encode`` output tables: numpy archive, or Parquet (the ``parquet`` extra)."""
-OUTPUT_SUFFIXES: tuple[OutputSuffix, ...] = get_args(OutputSuffix)
+EncodeOutputSuffix = Literal[".npz", ".parquet"]
+"""File types of a ``latentface encode`` output: NumPy archive or Parquet table."""
+ENCODE_OUTPUT_SUFFIXES: tuple[EncodeOutputSuffix, ...] = get_args(EncodeOutputSuffix)
 
 Sampler = Literal["official", "ddim"]
 """RDM sampler: the released DDIM step (diffusers 0.14.0) or textbook DDIM."""

@@ -771,6 +771,33 @@ def test_output_lock_refuses_a_second_holder_and_names_the_first(tmp_path) -> No
     assert not lock_path(out).exists() and not _locked(out)
 
 
+_FORK_THEN_DIE = """
+import os, signal, sys, time
+from latentface.output_lock import OutputLock
+OutputLock(sys.argv[1]).acquire()
+child = os.fork()  # as a DataLoader worker that decodes images
+if child == 0:
+    for fd in (1, 2):  # let the parent's output pipes close
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_forked_child_outliving_the_run_does_not_hold_its_lock(tmp_path) -> None:
+    out = tmp_path / "codes.npz"
+    done = subprocess.run([sys.executable, "-c", _FORK_THEN_DIE, str(out)], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    child = int(done.stdout)
+    try:
+        os.kill(child, 0)  # still running
+        assert not _locked(out)
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_second_encode_on_the_same_output_is_refused_while_the_first_writes(six_faces, tmp_path, capsys) -> None:
     out = tmp_path / "codes.npz"
     argv = ["encode", str(six_faces), "-o", str(out), "--batch-size", "1", "--protocol", "codes", "--no-progress"]

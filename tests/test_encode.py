@@ -24,7 +24,7 @@ from latentface.cli import EXIT_ERROR, EXIT_NOTHING_DONE, EXIT_OK, EXIT_USAGE, b
 from latentface.data.records import ImageRecord
 from latentface.data.synthfaces import SynthFacesImages
 from latentface.errors import WeightsError
-from latentface.extract import OK, STAGE1_ARRAYS, batch_seed, cache_key, encode_records, load_output
+from latentface.extract import OK, STAGE1_ARRAYS, batch_seed, encode_records, load_output, run_key
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GOOD = 10  # SynthFaces images f0.png .. f9.png (64 px)
@@ -237,32 +237,32 @@ def test_rerun_skips_done_work_and_changes_redo_it(good_dir, tmp_path, monkeypat
     assert _same(_load(out)[0], first[0])  # same seed, same numbers
 
 
-def test_cache_key_covers_weights_settings_and_inputs(model, good_dir, tmp_path) -> None:
+def test_run_key_covers_weights_settings_and_inputs(model, good_dir, tmp_path) -> None:
     copy = tmp_path / "x.png"
     copy.write_bytes((good_dir / "f0.png").read_bytes())
     records = [ImageRecord(copy), ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40))]
     settings = dict(protocol="fer", seed=0, batch_size=4)
-    key = cache_key(model, records, **settings)
-    assert cache_key(model, list(records), **settings) == key
+    key = run_key(model, records, **settings)
+    assert run_key(model, list(records), **settings) == key
     variants = [
-        cache_key(model, records, **{**settings, "protocol": "codes"}),
-        cache_key(model, records, **{**settings, "seed": 1}),
-        cache_key(model, records, **{**settings, "batch_size": 2}),
-        cache_key(model, records, **settings, flip=True),
-        cache_key(model, records, **settings, min_side=32),
-        cache_key(model, records, **settings, names=["a", "b"]),
-        cache_key(model, records, **settings, skip={1: "no face detected"}),
-        cache_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 41, 40))], **settings),
-        cache_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40), label=2)], **settings),
-        cache_key(model, records[::-1], **settings),
+        run_key(model, records, **{**settings, "protocol": "codes"}),
+        run_key(model, records, **{**settings, "seed": 1}),
+        run_key(model, records, **{**settings, "batch_size": 2}),
+        run_key(model, records, **settings, flip=True),
+        run_key(model, records, **settings, min_side=32),
+        run_key(model, records, **settings, names=["a", "b"]),
+        run_key(model, records, **settings, skip={1: "no face detected"}),
+        run_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 41, 40))], **settings),
+        run_key(model, [records[0], ImageRecord(good_dir / "f1.png", box=(0, 0, 40, 40), label=2)], **settings),
+        run_key(model, records[::-1], **settings),
     ]
     other = LatentFace.from_pretrained("synthfaces-tiny")
     with torch.no_grad():
         weight = next(other.parameters())
         weight[(0,) * weight.ndim] += 1e-3
-    variants.append(cache_key(other, records, **settings))
+    variants.append(run_key(other, records, **settings))
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000))
-    variants.append(cache_key(model, records, **settings))
+    variants.append(run_key(model, records, **settings))
     assert len({key, *variants}) == len(variants) + 1
 
 
@@ -359,7 +359,7 @@ from latentface.cli import main
 if extract.process_state().process_index == 1:
     def fail(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    extract._encode_chunk = fail
+    extract.run_batch = fail  # the model pass of every batch, as encode_records calls it
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -409,6 +409,7 @@ def test_exit_codes(good_dir, tmp_path, capsys, monkeypatch, inputs, extra, code
         (["encode", "a.png", "-o", "x.csv"], ".npz or .parquet"),
         (["encode", "a.png", "-o", "x.npz", "--protocol", "pca"], "invalid choice"),
         (["encode", "a.png", "-o", "x.npz", "--batch-size", "0"], "positive"),
+        (["encode", "a.png", "-o", "x.npz", "--workers", "-1"], "must be 0 or more"),
         (["encode", "a.png", "-o", "x.npz", "--all-faces"], "--all-faces needs --detect"),
         (["encode", "a.png", "-o", "x.npz", "--device", "toaster"], "not a torch device"),
     ],
@@ -561,8 +562,27 @@ def test_exif_rotated_and_huge_files_encode_as_their_upright_small_image(faces, 
         np.testing.assert_allclose(huge, getattr(expected, name)[1].detach().numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("protocol", ["fer", "codes"])
+def test_decoding_workers_change_nothing(model, mixed_dir, tmp_path, protocol) -> None:
+    files = sorted(p for p in mixed_dir.rglob("*") if p.is_file())
+    records = [*(ImageRecord(p) for p in files), ImageRecord(mixed_dir / "missing.png"),
+               ImageRecord(files[0], box=(0, 0, 8, 8)), ImageRecord(files[0], box=(4, 4, 50, 50))]
+    skip = {1: "no face detected"}
+    runs = [encode_records(model, records, tmp_path / f"{workers}.npz", protocol=protocol, batch_size=3, skip=skip,
+                           workers=workers, progress=False) for workers in (0, 1, 2)]
+    assert len({r.key for r in runs}) == 1  # the worker count is not part of the key
+    first = _load(runs[0].path)
+    for run in runs[1:]:
+        again = _load(run.path)
+        assert run.status == runs[0].status and _same(first[0], again[0]) and first[1] == again[1]
+    expected = [skip.get(i, MIXED_STATUS[p.relative_to(mixed_dir).as_posix()]) for i, p in enumerate(files)]
+    expected += ["missing file", "face box too small (8x8 px", OK]
+    assert all(s.startswith(e) for s, e in zip(runs[0].status, expected, strict=True)), runs[0].status
+
+
 def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(model, good_dir, tmp_path) -> None:
-    from latentface.extract import _chunk_path, array_widths
+    from latentface.extract import array_widths
+    from latentface.extract.chunks import chunk_path
 
     records = [ImageRecord(p) for p in sorted(good_dir.glob("*.png"))]
     work = tmp_path / "work"
@@ -574,7 +594,7 @@ def test_custom_work_dir_keeps_other_files_and_ignores_chunks_of_other_runs(mode
     # Batch 0 of the seed-0 run, saved as a chunk: well formed, but of another run than the seed-1 one below.
     with np.load(tmp_path / "a.npz") as data:
         chunk = {k: data[k][:4] for k in ("status", *array_widths(model, "codes"))}
-    np.savez(_chunk_path(work, 0), **chunk, key=np.array(first.key))
+    np.savez(chunk_path(work, 0), **chunk, key=np.array(first.key))
     second = encode_records(model, records, tmp_path / "b.npz", protocol="codes", batch_size=4, seed=1,
                             work_dir=work, progress=False)
     assert second.computed_batches == 3 and sorted(p.name for p in work.iterdir()) == ["notes.txt"]

@@ -17,7 +17,8 @@ def test_encode_speed_script(tmp_path: Path) -> None:
     output = tmp_path / "encode.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--images", "6", "--detect-images", "2", "--canvas", "256", "--batch-size", "4",
-         "--repeats", "1", "--protocols", "fer", "codes", "--threads", "1", "--output", str(output)],
+         "--repeats", "1", "--protocols", "fer", "codes", "--threads", "1", "--jpeg-images", "5", "--jpeg-size", "48",
+         "--workers", "0", "2", "--output", str(output)],
         capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -28,6 +29,12 @@ def test_encode_speed_script(tmp_path: Path) -> None:
     assert [r["protocol"] for r in plain] == ["fer", "codes"]
     for r in plain:
         assert r["images"] == r["encoded"] == 6 and len(r["seconds"]) == 1 and r["images_per_s"] > 0
+    jpeg = report["jpeg"]
+    assert jpeg["images"] == 5 and jpeg["protocol"] == "fer" and jpeg["input"] == "48 x 48 JPEG photos (quality 90)"
+    assert [r["workers"] for r in jpeg["runs"]] == [0, 2]
+    for r in jpeg["runs"]:
+        assert r["encoded"] == 5 and len(r["seconds"]) == 1 and r["images_per_s"] > 0
+    assert "| --workers | encoded | images/s |" in proc.stdout
     try:
         import facenet_pytorch  # noqa: F401
     except ImportError:

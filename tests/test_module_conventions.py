@@ -18,7 +18,7 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from latentface import FaceCodes, InvalidImageError, LatentFace, extract, options
+from latentface import FaceCodes, InvalidImageError, LatentFace, options
 from latentface.cli import build_parser
 from latentface.preprocess import ImageTransform, create_transform
 
@@ -135,7 +135,8 @@ def test_mode_arguments_share_one_list_each() -> None:
     hints = typing.get_type_hints(LatentFace.features)
     assert hints["protocol"] is options.FeatureProtocol
     assert typing.get_args(options.FeatureProtocol) == options.FEATURE_PROTOCOLS == ("fer", "verification")
-    assert extract.PROTOCOLS == options.ENCODE_PROTOCOLS == (*options.FEATURE_PROTOCOLS, "codes")
+    assert options.ENCODE_PROTOCOLS == (*options.FEATURE_PROTOCOLS, "codes")
+    assert options.ENCODE_OUTPUT_SUFFIXES == (".npz", ".parquet")
     encode = build_parser()._subparsers._group_actions[0].choices["encode"]  # type: ignore[union-attr]
     protocol = next(a for a in encode._actions if a.dest == "protocol")
     assert tuple(protocol.choices) == options.ENCODE_PROTOCOLS

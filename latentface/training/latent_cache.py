@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from latentface.fileio import write_atomic
-from latentface.hub import state_digest
+from latentface.hashing import state_dict_digest
 from latentface.model import LatentFace
 from latentface.outputs import Latents
 from latentface.training.data import batch_tensor, skipped_files
@@ -68,9 +68,10 @@ def latent_cache_key(model: LatentFace, settings: dict[str, Any]) -> str:
         settings: JSON-serialisable data and encoding settings.
 
     Returns:
-        `latentface.hub.state_digest` of the settings (sorted JSON) and the Stage-1 tensors.
+        `latentface.hashing.state_dict_digest` of the settings (sorted JSON) and the Stage-1 tensors.
     """
-    return state_digest(json.dumps(settings, sort_keys=True), model.state_dict(), skip=("albedo_rdm.", "depth_rdm."))
+    header = json.dumps(settings, sort_keys=True)
+    return state_dict_digest(model.state_dict(), header, skip=("albedo_rdm.", "depth_rdm."))
 
 
 @torch.no_grad()

@@ -38,9 +38,9 @@ from torch.utils.data import DataLoader, Dataset
 from latentface.config import LatentFaceConfig
 from latentface.errors import WeightsError
 from latentface.fileio import write_atomic
+from latentface.hashing import hashed_generator
 from latentface.model import LatentFace
 from latentface.outputs import Latents
-from latentface.seeding import hashed_generator
 from latentface.training.config import TrainConfig
 from latentface.training.data import batch_tensor, build_dataset, skipped_files
 from latentface.training.image_cache import CACHE_FILE as IMAGE_CACHE

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latentface.seeding import hashed_generator
+from latentface.hashing import hashed_generator
 
 SPLITS = ("train", "val", "test")
 
@@ -287,7 +287,7 @@ def split_code(split: str) -> int:
 
 
 def stream(seed: int, split: str, *key: int | str) -> torch.Generator:
-    """A CPU generator seeded by a stable hash of ``(seed, split, *key)`` (`latentface.seeding.hashed_generator`)."""
+    """A CPU generator seeded by a stable hash of ``(seed, split, *key)`` (`latentface.hashing.hashed_generator`)."""
     return hashed_generator("/".join(str(part) for part in (seed, check_split(split), *key)))
 
 
