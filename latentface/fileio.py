@@ -1,10 +1,15 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial write."""
+"""Atomic file writes (a reader sees the old file or the complete new one, never a partial write) and the bytes of
+`.npz` files to write with them."""
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _TEMP_TRIES = 100
@@ -58,3 +63,18 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray], compressed: bool = False) -> bytes:
+    """Arrays as the bytes of a ``.npz`` file (to write with `write_atomic`).
+
+    Args:
+        arrays: the arrays, by name.
+        compressed: deflate each array (`numpy.savez_compressed`) instead of storing it.
+
+    Returns:
+        The file's bytes.
+    """
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""Atomic writes (`latentface.fileio.write_atomic`)."""
+"""Atomic writes and `.npz` bytes (`latentface.fileio`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from latentface.fileio import write_atomic
+from latentface.fileio import npz_bytes, write_atomic
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
@@ -61,3 +62,14 @@ def test_concurrent_writes_keep_the_mode_and_leave_no_temporary(tmp_path: Path) 
         assert len(data) == 1000 and len(set(data)) == 1  # one whole write, never a mix
         if os.name == "posix":
             assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_bytes_round_trip(tmp_path: Path, compressed: bool) -> None:
+    arrays = {"zeros": np.zeros((64, 64), np.float32), "text": np.array("key"), "ints": np.arange(5)}
+    data = npz_bytes(arrays, compressed=compressed)
+    with np.load(write_atomic(tmp_path / "a.npz", data)) as loaded:
+        assert sorted(loaded.files) == sorted(arrays)
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(loaded[name], value)
+    assert (len(data) < 64 * 64 * 4) == compressed  # zeros deflate to almost nothing; stored, they take 16 KiB

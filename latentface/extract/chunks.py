@@ -7,7 +7,6 @@ A chunk holds the batch's arrays and the key of the run that wrote it; a later r
 from __future__ import annotations
 
 import contextlib
-import io
 import shutil
 import zipfile
 from collections.abc import Mapping
@@ -15,24 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latentface.fileio import write_atomic
+from latentface.fileio import npz_bytes, write_atomic
 
 CHUNK_KEY = "key"
 """Array of a chunk file holding the key of the run that wrote it."""
-
-
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Arrays as the bytes of an uncompressed ``.npz`` file.
-
-    Args:
-        arrays: the arrays, by name.
-
-    Returns:
-        The file's bytes.
-    """
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def chunk_path(work: Path, index: int) -> Path:

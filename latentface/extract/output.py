@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from latentface.data.records import ImageRecord
-from latentface.extract.chunks import chunk_path, load_chunk, npz_bytes, remove_chunks
+from latentface.extract.chunks import chunk_path, load_chunk, remove_chunks
 from latentface.extract.items import OK
 from latentface.face_records import FaceBox
-from latentface.fileio import write_atomic
+from latentface.fileio import npz_bytes, write_atomic
 from latentface.options import ENCODE_OUTPUT_SUFFIXES
 from latentface.paths import display_name
 

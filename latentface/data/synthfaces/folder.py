@@ -40,7 +40,7 @@ from latentface.data.synthfaces.factors import (
     sample_clip,
 )
 from latentface.data.synthfaces.render import ITEM_KEYS, SynthBatch, render_factors
-from latentface.fileio import write_atomic
+from latentface.fileio import npz_bytes, write_atomic
 
 FORMAT = "latentface-synthfaces"
 FORMAT_VERSION = 1
@@ -59,18 +59,13 @@ def _png_bytes(image: Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _npz_bytes(item: dict[str, Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{key: value.numpy() for key, value in item.items() if key != "image"})
-    return buffer.getvalue()
-
-
 def _write_batch(out: Path, batch: SynthBatch) -> list[str]:
     stems = []
     for item in batch.items():
         stem = frame_stem(SPLITS[int(item["split"])], int(item["identity"]), int(item["clip"]), int(item["frame"]))
         write_atomic(out / f"{stem}.png", _png_bytes(item["image"]))
-        write_atomic(out / f"{stem}.npz", _npz_bytes(item))
+        arrays = {key: value.numpy() for key, value in item.items() if key != "image"}
+        write_atomic(out / f"{stem}.npz", npz_bytes(arrays, compressed=True))
         stems.append(stem)
     return stems
 
