@@ -111,9 +111,10 @@ def _ms(summary: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
     return f"{summary['mean'] * scale:.{digits}f} +- {summary['std'] * scale:.{digits}f}"
 
 
-PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1, "lam_perc": 1.0, "lam_flip": 0.5,
-         "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1), "clip_sample": 1.0, "rdm_norm_groups": 32}
-"""The released recipe values (optimisation, losses, depth range, RDM clamp and norm groups) the card compares with."""
+PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1, "clip_length": 16, "lam_perc": 1.0,
+         "lam_flip": 0.5, "lam_depth_sm": 0.0, "depth_range": (0.9, 1.1), "clip_sample": 1.0, "rdm_norm_groups": 32}
+"""The released recipe values (optimisation, clip length, losses, depth range, RDM clamp and norm groups) the card
+compares with."""
 
 
 def _machine_text(machine: dict[str, Any]) -> str:
@@ -161,6 +162,9 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     if any(c.optim.batch_size != PAPER["clips_per_step"] for c in stage2):
         notes.append(f"Stage-2 batch {', '.join(sorted({str(c.optim.batch_size) for c in stage2}))} clips "
                      "(released 1)")
+    if any(c.data.clip_length != PAPER["clip_length"] for c in stage2):
+        notes.append(f"Stage-2 clips of {', '.join(sorted({str(c.data.clip_length) for c in stage2}))} frames "
+                     "(`data.clip_length`; released 16)")
     gammas = sorted({c.loss.rdm_snr_gamma for c in stage2 if c.loss.rdm_snr_gamma is not None})
     if gammas:
         notes.append(f"RDM loss weight min(SNR(t), {', '.join(f'{g:g}' for g in gammas)}) (`loss.rdm_snr_gamma`, "
