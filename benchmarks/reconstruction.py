@@ -14,7 +14,10 @@ eroded by one pixel (a baseline covers every pixel):
   predicted for every image.
 
 The report also gives the model's means over the mean-depth baseline's (``side_ratio``, ``mad_ratio``), the
-share of images where the model's MAD is below the baseline's on the same image (``mad_better``), and the model's
+share of images where the model's MAD is below the baseline's on the same image (``mad_better``), the relief
+scale of every method (`latentface.eval.relief`: per image the least-squares slope of predicted on true depth over
+the evaluation mask, 1 = the true relief; under this near-orthographic camera a relief predicted too deep goes with
+head angles predicted too small), and the model's
 SIDE and MAD of every image in data order (``per_image``; null for an image left out), which pin the report to the
 weights: the tests re-measure the first images with the bundled weights and compare. Where the
 ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
@@ -257,7 +260,8 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
                                                     renormalize=renormalize))
     results: dict[str, Any] = {}
     for method, batches_metrics in per_method.items():
-        results[method] = {name: _summary(summarize([getattr(b, name) for b in batches_metrics])) for name in METRICS}
+        results[method] = {name: _summary(summarize([getattr(b, name) for b in batches_metrics]))
+                           for name in (*METRICS, "relief")}
         pixels = torch.cat([b.pixels for b in batches_metrics]).double()
         results[method]["pixels_per_image"] = float(pixels.mean())
     results["model"]["mask_coverage"] = float(torch.cat(coverage).mean())
@@ -335,8 +339,8 @@ def markdown(report: dict[str, Any]) -> str:
          + f", fov {s['fov']}), mean ± std over images; mask = eroded GT face mask x eroded prediction mask "
          "(baselines: the GT face mask)."),
         "",
-        "| method | SIDE (x10^-2) | MAD (deg) | images | pixels/image |",
-        "|---|---:|---:|---:|---:|",
+        "| method | SIDE (x10^-2) | MAD (deg) | relief | images | pixels/image |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for method in METHODS:
         row = r[method]
@@ -344,7 +348,7 @@ def markdown(report: dict[str, Any]) -> str:
         count = row["side"]["count"]
         excluded = row["side"]["excluded"]
         images = f"{count}" + (f" (+{excluded} empty)" if excluded else "")
-        lines.append(f"| {label} | {_pm(row['side'], 100)} | {_pm(row['mad'])} | {images} | "
+        lines.append(f"| {label} | {_pm(row['side'], 100)} | {_pm(row['mad'])} | {_pm(row['relief'])} | {images} | "
                      f"{row['pixels_per_image']:.0f} |")
     model = r["model"]
     if model["side_ratio"] is not None and model["mad_ratio"] is not None and model["mad_better"] is not None:

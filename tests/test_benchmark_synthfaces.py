@@ -76,7 +76,7 @@ def test_reconstruction_end_to_end(weights: Path, tmp_path: Path) -> None:
     proc = _run("reconstruction", "--weights", str(weights), "--identities", "4", "--samples-per-identity", "2",
                 "--seed", "1", "--batch-size", "3", "--output", str(output))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| method | SIDE (x10^-2) | MAD (deg) |" in proc.stdout
+    assert "| method | SIDE (x10^-2) | MAD (deg) | relief |" in proc.stdout
     report = json.loads(output.read_text(encoding="utf-8"))
     assert report["benchmark"] == "reconstruction" and report["machine"]["cpu_model"]
     assert report["settings"]["data"] == {"source": "synthfaces", "split": "test", "identities": 4,
@@ -90,7 +90,7 @@ def test_reconstruction_end_to_end(weights: Path, tmp_path: Path) -> None:
     assert set(fits) == {"yaw", "pitch", "roll", "ambient", "diffuse", "light_x", "light_y"}
     assert all(fit["count"] == 8 and _finite(fit["slope"]) and -1 <= fit["r"] <= 1 for fit in fits.values())
     for method, row in results.items():
-        for metric in ("side", "mad"):
+        for metric in ("side", "mad", "relief"):
             summary = row[metric]
             assert _finite(summary["mean"]) and _finite(summary["std"]), (method, metric)
             assert summary["count"] == 8 and summary["excluded"] == 0
@@ -110,6 +110,7 @@ def test_reconstruction_scores_ground_truth_as_zero() -> None:
     assert torch.all(unit.side == 0) and torch.all(unit.mad < 0.1)
     flat = rec.score_depth(torch.ones_like(batch.depth), batch.depth, batch.face_mask, fov=10.0)
     assert torch.all(flat.side > 0) and torch.all(flat.mad > 1)
+    assert torch.allclose(exact.relief, torch.ones(2)) and torch.all(flat.relief.abs() < 1e-6)
 
 
 def test_reconstruction_reads_an_export_folder(weights: Path, export: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from latentface.eval import (
     mean_gt_depth,
     probe_chance,
     retrieval_chance,
+    relief,
     side,
     summarize,
     summarize_depth_metrics,
@@ -89,6 +90,35 @@ def test_scaled_depth_has_zero_side_but_nonzero_mae(scale: float) -> None:
     expected_mae = abs(scale - 1) * (gt * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
     assert torch.allclose(metrics.mae, expected_mae)
     assert (metrics.mae > 0).all() and (metrics.mse > 0).all()
+    assert torch.allclose(metrics.relief, torch.full((2,), scale, dtype=gt.dtype))  # scaled about the camera
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.21, 2.0])
+def test_relief_is_the_scale_of_the_depth_about_its_mean(scale: float) -> None:
+    gt = face_like_depth()
+    mask = evaluation_mask(gt)
+    mean = (gt * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
+    deeper = mean[:, None, None] + scale * (gt - mean[:, None, None]) + 0.03  # relief scaled, then shifted
+    assert torch.allclose(relief(deeper, gt), torch.full((2,), scale, dtype=gt.dtype))
+    assert torch.allclose(depth_metrics(deeper, gt, fov=FOV).relief, relief(deeper, gt))
+
+
+def test_relief_matches_a_least_squares_line_fit() -> None:
+    gt = face_like_depth(batch=3)
+    noisy = gt + 0.02 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0), dtype=gt.dtype)
+    pred = 1.0 + 0.7 * (noisy - 1.0)
+    mask = evaluation_mask(gt)
+    for b in range(3):
+        x, y = gt[b][mask[b]].numpy(), pred[b][mask[b]].numpy()
+        slope = np.polyfit(x, y, 1)[0]
+        assert math.isclose(float(relief(pred, gt)[b]), float(slope), rel_tol=1e-9)
+
+
+def test_relief_of_a_flat_ground_truth_is_nan() -> None:
+    gt = face_like_depth()
+    mask = torch.ones_like(gt, dtype=torch.bool)
+    flat = torch.full_like(gt, 1.05)
+    assert relief(gt, flat, mask).isnan().all()
 
 
 @pytest.mark.parametrize(("a", "b"), [(0.0, 0.2), (-0.1, 0.3), (0.05, 0.05)])
@@ -147,7 +177,7 @@ def test_empty_mask_gives_nan_with_a_warning_and_is_left_out_of_the_summary() ->
     with pytest.warns(RuntimeWarning, match="1 image"):
         metrics = depth_metrics(gt * 1.2, gt, fov=FOV)
     assert int(metrics.pixels[1]) == 0
-    for values in (metrics.side, metrics.mad, metrics.mae, metrics.mse):
+    for values in (metrics.side, metrics.mad, metrics.mae, metrics.mse, metrics.relief):
         assert math.isnan(float(values[1])) and not values[[0, 2]].isnan().any()
     with pytest.warns(RuntimeWarning):
         assert side(gt, gt)[1].isnan()
@@ -164,7 +194,7 @@ def test_summaries_are_mean_and_unbiased_std_over_images() -> None:
     gt = face_like_depth(batch=4)
     batches = [depth_metrics(gt[:2] * 1.1, gt[:2], fov=FOV), depth_metrics(gt[2:] + 0.01, gt[2:], fov=FOV)]
     table = summarize_depth_metrics(batches)
-    assert set(table) == {"side", "mad", "mae", "mse"}
+    assert set(table) == {"side", "mad", "mae", "mse", "relief"}
     assert table["mae"].count == 4
     assert math.isclose(table["mae"].mean, float(torch.cat([b.mae for b in batches]).mean()), rel_tol=1e-9)
 

@@ -34,7 +34,7 @@ def test_card_describes_the_phases_and_machine(gpu: str | None) -> None:
     assert (f"| stage1_narrow | 1 | {narrow.optim.max_steps} | {narrow.optim.batch_size} | {narrow.optim.lr:g} | "
             f"{narrow.loss.lam_flip:g} | {narrow.loss.lam_perc:g} | {narrow.loss.lam_depth_sm:g} | {narrow.seed} |"
             in text)
-    stage1 = ("stage1", "stage1_narrow")
+    stage1 = [p for p in build.PHASES if phases[p].stage == 1]
     assert ("no perceptual loss" in text) == any(phases[p].loss.lam_perc == 0 for p in stage1)
     assert ("O-Net" in text) == any(phases[p].loss.perceptual_net == "onet" for p in stage1)
     assert ("flipped-branch weight" in text) == any(phases[p].loss.lam_flip != 0.5 for p in stage1)
@@ -74,16 +74,25 @@ def test_shipped_weights_are_stored_in_half_precision(tmp_path: Path) -> None:
     ({"min_depth": 0.93, "max_depth": 1.07, "clip_sample": None},
      ["depth range (0.93, 1.07) (released (0.9, 1.1))", "predicted x0 when sampling: none"]),
     ({"min_depth": 0.9, "max_depth": 1.1, "clip_sample": 4.0}, ["predicted x0 when sampling: [-4, 4]"]),
+    ({"min_depth": 0.944, "max_depth": 1.04, "border_depth": 1.04, "clip_sample": 1.0},
+     ["depth range (0.944, 1.04) (released (0.9, 1.1))", "border depth 1.04 (`border_depth`"]),
+    ({"min_depth": 0.9, "max_depth": 1.1, "clip_sample": 1.0, "min_ambient": 0.4, "max_ambient": 0.65,
+      "min_diffuse": 0.3, "max_diffuse": 0.55},
+     ["ambient range (0.4, 0.65), diffuse range (0.3, 0.55) (released (0, 1) each)"]),
 ])
 def test_card_names_model_deviations(settings: dict, expected: list[str]) -> None:
     phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
-    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text()) | settings
+    released = {"border_depth": None, "min_ambient": 0.0, "max_ambient": 1.0, "min_diffuse": 0.0, "max_diffuse": 1.0}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text()) | released
+    model |= settings
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
     text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
     for phrase in expected:
         assert phrase in text
     assert ("depth range" in text) == any("depth range" in e for e in expected)
     assert ("predicted x0" in text) == any("predicted x0" in e for e in expected)
+    assert ("border depth" in text) == any("border depth" in e for e in expected)
+    assert ("ambient range" in text) == any("ambient range" in e for e in expected)
 
 
 @pytest.mark.parametrize("released", [True, False])

@@ -1,4 +1,4 @@
-"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) with baselines, pose and light fits, identity retrieval,
+"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) and the relief scale with baselines, pose and light fits, identity retrieval,
 linear probes and their chance levels, clip invariance, the released FER probe and verification protocols (with
 clean variants), ROC/AUC and their plots."""
 
@@ -14,6 +14,7 @@ from latentface.eval.depth_metrics import (
     mad,
     mean_depth_baseline,
     mean_gt_depth,
+    relief,
     side,
     summarize,
     summarize_depth_metrics,
@@ -74,6 +75,7 @@ __all__ = [
     "pose_light_fits",
     "probe_chance",
     "released_folds",
+    "relief",
     "retrieval_chance",
     "roc_curve",
     "save_confusion_matrix",

@@ -1,4 +1,5 @@
-"""Depth reconstruction metrics of Unsup3D (SIDE, MAD, MAE, MSE) and the constant and mean-depth baselines.
+"""Depth reconstruction metrics of Unsup3D (SIDE, MAD, MAE, MSE), the relief scale, and the constant and mean-depth
+baselines.
 
 The definitions follow Unsup3D's test code: ``Unsup3D.forward`` with ``load_gt_depth`` (``unsup3d/model.py``),
 ``compute_sc_inv_err`` and ``compute_angular_distance`` (``unsup3d/utils.py``). Every metric is computed per image
@@ -32,6 +33,9 @@ class DepthMetrics:
         mad: mean angle deviation between normals (``NorErr_masked``), in degrees.
         mae: masked mean absolute depth error (``MAE_masked``), in depth units.
         mse: masked mean squared depth error (``MSE_masked``).
+        relief: least-squares slope of the predicted on the ground-truth depth over the mask (`relief`): 1 for the
+            true relief, above 1 for an exaggerated one (not one of Unsup3D's metrics; SIDE does not see a scaled
+            relief when its depth is also shifted).
         pixels: number of pixels in each image's evaluation mask.
     """
 
@@ -39,6 +43,7 @@ class DepthMetrics:
     mad: Tensor
     mae: Tensor
     mse: Tensor
+    relief: Tensor
     pixels: Tensor
 
 
@@ -204,7 +209,7 @@ def depth_metrics(
     gt_normal: Tensor | None = None,
     renormalize: bool = False,
 ) -> DepthMetrics:
-    """SIDE, MAD, MAE and MSE per image over one evaluation mask, as Unsup3D's test pass.
+    """SIDE, MAD, MAE and MSE per image over one evaluation mask, as Unsup3D's test pass, and the relief scale.
 
     Args:
         pred_depth, gt_depth, gt_mask, pred_mask, erode, fov, pred_normal, gt_normal, renormalize: see :func:`mad`.
@@ -221,6 +226,7 @@ def depth_metrics(
         mad=_mad(pred_depth, gt_depth, mask, fov, pred_normal, gt_normal, renormalize),
         mae=_masked_mean(error.abs(), mask),
         mse=_masked_mean(error.square(), mask),
+        relief=_relief(pred_depth, gt_depth, mask),
         pixels=mask.flatten(1).sum(1),
     )
 
@@ -249,10 +255,10 @@ def summarize_depth_metrics(results: Iterable[DepthMetrics]) -> dict[str, Summar
         results: the metrics of each batch.
 
     Returns:
-        ``{"side": ..., "mad": ..., "mae": ..., "mse": ...}``, each a :class:`Summary`.
+        ``{"side": ..., "mad": ..., "mae": ..., "mse": ..., "relief": ...}``, each a :class:`Summary`.
     """
     batches = list(results)
-    return {name: summarize([getattr(b, name) for b in batches]) for name in ("side", "mad", "mae", "mse")}
+    return {name: summarize([getattr(b, name) for b in batches]) for name in ("side", "mad", "mae", "mse", "relief")}
 
 
 def constant_depth_baseline(gt_depth: Tensor, depth: float) -> Tensor:
@@ -316,6 +322,43 @@ def _side(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor) -> Tensor:
     diff = pred_depth.log() - gt_depth.log()
     mean = _masked_mean(diff, mask)
     return _masked_mean((diff - mean[:, None, None]).square(), mask).sqrt()
+
+
+def relief(
+    pred_depth: Tensor,
+    gt_depth: Tensor,
+    gt_mask: Tensor | None = None,
+    pred_mask: Tensor | None = None,
+    *,
+    erode: bool = True,
+) -> Tensor:
+    """Relief scale per image: the least-squares slope of predicted on ground-truth depth over the evaluation mask.
+
+    Both depths are centred on their masked means, so a depth shifted as a whole keeps its slope; a relief
+    predicted twice as deep as the true one scores 2. Under a near-orthographic camera a deeper face turned less
+    forms nearly the same image, so this scale and the predicted head angles trade against each other.
+
+    Args:
+        pred_depth: (B, H, W) predicted depth in the input view.
+        gt_depth: (B, H, W) ground-truth depth.
+        gt_mask, pred_mask, erode: the evaluation mask, see :func:`evaluation_mask`.
+
+    Returns:
+        (B,) slopes; NaN for an image with an empty mask or a flat ground truth inside it.
+    """
+    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
+    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
+    _warn_empty(mask)
+    return _relief(pred_depth, gt_depth, mask)
+
+
+def _relief(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor) -> Tensor:
+    pred = pred_depth.double() - _masked_mean(pred_depth.double(), mask)[:, None, None]
+    gt = gt_depth.double() - _masked_mean(gt_depth.double(), mask)[:, None, None]
+    spread = _masked_mean(gt.square(), mask)
+    slope = _masked_mean(pred * gt, mask) / spread
+    flat = spread <= 1e-12 * _masked_mean(gt_depth.double().square(), mask)  # constant up to rounding
+    return torch.where(flat, torch.nan, slope).to(pred_depth.dtype)
 
 
 def _mad(
