@@ -1,6 +1,6 @@
-"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) and the relief scale with baselines, pose and light fits, identity retrieval,
-linear probes and their chance levels, clip invariance, the released FER probe and verification protocols (with
-clean variants), ROC/AUC and their plots."""
+"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) and the relief scale with baselines, pose and light fits,
+identity retrieval, linear probes and their chance levels, clip invariance, the released FER probe and verification
+protocols (with clean variants), ROC/AUC and their plots."""
 
 from latentface.eval.depth_metrics import (
     DepthMetrics,
