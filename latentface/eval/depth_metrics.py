@@ -34,8 +34,8 @@ class DepthMetrics:
         mae: masked mean absolute depth error (``MAE_masked``), in depth units.
         mse: masked mean squared depth error (``MSE_masked``).
         relief: least-squares slope of the predicted on the ground-truth depth over the mask (`relief`): 1 for the
-            true relief, above 1 for an exaggerated one (not one of Unsup3D's metrics; SIDE does not see a scaled
-            relief when its depth is also shifted).
+            true relief, above 1 for an exaggerated one (not one of Unsup3D's metrics; SIDE is blind to a depth
+            scaled about the camera, which scales the relief as well).
         pixels: number of pixels in each image's evaluation mask.
     """
 
