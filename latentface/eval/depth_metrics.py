@@ -159,9 +159,7 @@ def side(
     Returns:
         (B,) SIDE; NaN for an image with an empty mask.
     """
-    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
-    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
-    _warn_empty(mask)
+    mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
     return _side(pred_depth, gt_depth, mask)
 
 
@@ -191,9 +189,7 @@ def mad(
     Returns:
         (B,) MAD in degrees; NaN for an image with an empty mask.
     """
-    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
-    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
-    _warn_empty(mask)
+    mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
     return _mad(pred_depth, gt_depth, mask, fov, pred_normal, gt_normal, renormalize)
 
 
@@ -217,9 +213,7 @@ def depth_metrics(
     Returns:
         :class:`DepthMetrics`; NaN metrics for images with an empty mask.
     """
-    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
-    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
-    _warn_empty(mask)
+    mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
     error = pred_depth - gt_depth
     return DepthMetrics(
         side=_side(pred_depth, gt_depth, mask),
@@ -346,9 +340,7 @@ def relief(
     Returns:
         (B,) slopes; NaN for an image with an empty mask or a flat ground truth inside it.
     """
-    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
-    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
-    _warn_empty(mask)
+    mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
     return _relief(pred_depth, gt_depth, mask)
 
 
@@ -380,6 +372,15 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean of (B, H, W) values over a (B, H, W) mask per image; 0/0 = NaN for an empty mask."""
     total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).flatten(1).sum(1)
     return total / mask.flatten(1).sum(1).to(values.dtype)
+
+
+def _scored_mask(pred_depth: Tensor, gt_depth: Tensor, gt_mask: Tensor | None, pred_mask: Tensor | None,
+                 erode: bool) -> Tensor:
+    """The evaluation mask of a predicted and a true depth (shapes checked; a warning for images with none)."""
+    _check_maps(pred_depth=pred_depth, gt_depth=gt_depth)
+    mask = evaluation_mask(gt_depth, gt_mask, pred_mask, erode=erode)
+    _warn_empty(mask)
+    return mask
 
 
 def _warn_empty(mask: Tensor) -> None:
