@@ -89,7 +89,8 @@ RELIGHT_AMBIENT, RELIGHT_DIFFUSE = 0.3, 0.8
 COLUMNS: tuple[str, ...] = (
     "input", "albedo", "depth", "normals", "shading", "reconstruction", "frontal", *(r[0] for r in RELIGHTS)
 )
-"""Column labels of a sheet, in order. Albedo, depth, normals and shading are the canonical (frontal) maps."""
+"""Column labels of a sheet, in order. Albedo, depth, normals and shading are the canonical (frontal) maps; the
+shading of a face is scaled down to its maximum where it exceeds 1 (`shading_to_rgb` with ``fit=True``)."""
 
 ANIMATIONS = {"gif": ".gif", "webp": ".webp", "apng": ".turntable.png"}
 """Turntable formats of `write_reconstructions` and the suffix of their files (APNG must not take the sheet's
@@ -141,7 +142,7 @@ def _panels(model: LatentFace, batch: Tensor, codes: FaceCodes, albedo: Tensor, 
         albedo.clamp(0, 1),
         depth_to_rgb(depth),
         normal_to_rgb(view.canonical_normal),
-        shading_to_rgb(view.shading),
+        shading_to_rgb(view.shading, fit=True),
         _background(view.image, view.mask, background),
         _background(frontal.image, frontal.mask, background),
     ]

@@ -6,7 +6,8 @@ Display conversions turn the maps of a `latentface.outputs.Rendering` into (B, 3
 - normals (`normal_to_rgb`): the usual normal-map colours, i.e. the outward normal in viewer coordinates
   (x right, y up, z towards the viewer) mapped from [-1, 1] to [0, 1]: facing the camera is bluish
   (0.5, 0.5, 1), facing right reddish, facing up greenish;
-- shading (`shading_to_rgb`): clamped gray.
+- shading (`shading_to_rgb`): gray, clamped to [0, 1] or, with ``fit=True``, scaled down per image where it
+  exceeds 1.
 
 `make_grid` / `save_grid` tile images, `save_animation` writes animated GIF, WebP or PNG (APNG), and `turntable`
 / `save_turntable` render faces under a looping yaw sweep. Every file is written atomically
@@ -116,18 +117,27 @@ def normal_to_rgb(normal: Tensor, mask: Tensor | None = None) -> Tensor:
     return rgb if mask is None else torch.where(mask.to(n.device)[:, None], rgb, 0.0)
 
 
-def shading_to_rgb(shading: Tensor) -> Tensor:
+def shading_to_rgb(shading: Tensor, *, fit: bool = False) -> Tensor:
     """Gray shading images.
+
+    Lambertian shading is ``ambient + diffuse * cos`` and may exceed 1 (up to 2 with the model's light ranges); only
+    the product with the albedo is pinned by the image, so a model may put a light face's brightness into its
+    shading. Clamping then shows such a face's shading as flat white.
 
     Args:
         shading: (B, 1, H, W) shading (`Rendering.shading`).
+        fit: divide each image whose maximum exceeds 1 by that maximum (its brightest pixel shows white and
+            nothing is clipped); images within [0, 1] are unchanged. False clamps to [0, 1].
 
     Returns:
-        (B, 3, H, W) float images, the shading clamped to [0, 1].
+        (B, 3, H, W) float images in [0, 1].
     """
     if shading.ndim != 4 or shading.shape[1] != 1:
         raise ValueError(f"shading must have shape (B, 1, H, W), got {tuple(shading.shape)}")
-    return shading.detach().float().clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+    s = shading.detach().float()
+    if fit:
+        s = s / s.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1)
+    return s.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
 
 
 def _as_batch(images: Tensor | Sequence[Tensor]) -> Tensor:

@@ -104,6 +104,13 @@ def test_shading_to_rgb_clamps_and_repeats() -> None:
     torch.testing.assert_close(rgb, torch.tensor([0.0, 0.25, 1.0]).expand(1, 3, 1, 3))
 
 
+def test_shading_to_rgb_fit_scales_only_images_over_one() -> None:
+    shading = torch.tensor([[[[0.2, 0.8]]], [[[0.5, 2.0]]]])
+    rgb = shading_to_rgb(shading, fit=True)
+    torch.testing.assert_close(rgb[0, :, 0], torch.tensor([0.2, 0.8]).expand(3, 2))  # within [0, 1]: unchanged
+    torch.testing.assert_close(rgb[1, :, 0], torch.tensor([0.25, 1.0]).expand(3, 2))  # divided by its maximum
+
+
 @pytest.mark.parametrize(
     ("fn", "bad"),
     [
