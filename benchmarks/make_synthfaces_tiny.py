@@ -215,11 +215,14 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
         "## Scores on the SynthFaces test split (identities never seen in training)", "",
         f"Depth in the input view, {recon['num_images']} images (`benchmarks/reconstruction.py`; Unsup3D's",
         "SIDE and MAD, GT foreground = face mask eroded by one pixel; mean +- std over images):", "",
-        "| depth | SIDE (x 1e-2) | MAD (deg) | relief |", "|---|---:|---:|---:|",
-        *(f"| {label} | {_ms(r[key]['side'], 100)} | {_ms(r[key]['mad'], 1, 1)} | {_ms(r[key]['relief'])} |"
+        "| depth | SIDE (x 1e-2) | MAD (deg) | relief | normal slope |", "|---|---:|---:|---:|---:|",
+        *(f"| {label} | {_ms(r[key]['side'], 100)} | {_ms(r[key]['mad'], 1, 1)} | {_ms(r[key]['relief'])} | "
+          f"{_ms(r[key]['normal_slope'])} |"
           for key, label in (("model", "synthfaces-tiny"), ("mean_depth", "mean ground-truth depth"),
                              ("constant_depth", "constant depth"))), "",
         "Relief: least-squares slope of the predicted on the true depth over the same pixels (1 = the true relief).",
+        "Normal slope: the same for the z of the normals (1 = the surface turns away from the camera as the true one "
+        "does; below 1, flatter-facing: a light fitted on such normals comes out biased).",
         "",
         f"Over the mean-depth baseline: SIDE {r['model']['side_ratio']:.2f}x, MAD {r['model']['mad_ratio']:.2f}x; the "
         f"model's MAD is the lower on {100 * r['model']['mad_better']:.1f}% of the images.", "",

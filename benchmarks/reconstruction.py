@@ -17,7 +17,9 @@ The report also gives the model's means over the mean-depth baseline's (``side_r
 share of images where the model's MAD is below the baseline's on the same image (``mad_better``), the relief
 scale of every method (`latentface.eval.relief`: per image the least-squares slope of predicted on true depth over
 the evaluation mask, 1 = the true relief; under this near-orthographic camera a relief predicted too deep goes with
-head angles predicted too small), and the model's
+head angles predicted too small), the normal slope of every method (`latentface.eval.normal_slope`: the same slope
+for the z of the normals, how directly the surface faces the camera; below 1 for a surface that turns away less than
+the true one, which biases a light fitted on it), and the model's
 SIDE and MAD of every image in data order (``per_image``; null for an image left out), which pin the report to the
 weights: the tests re-measure the first images with the bundled weights and compare. Where the
 ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
@@ -117,7 +119,8 @@ def score_depth(
         renormalize: MAD with unit normals (False: Unsup3D's definition).
 
     Returns:
-        `DepthMetrics` (SIDE, MAD, MAE, MSE, pixels per image); NaN for an image with an empty mask.
+        `DepthMetrics` (SIDE, MAD, MAE, MSE, relief, normal slope, pixels per image); NaN for an image with an
+        empty mask.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # empty masks: NaN, counted by `summarize`
@@ -261,7 +264,7 @@ def evaluate(model: LatentFace, batches: Iterator[Batch], total: int, *, fov: fl
     results: dict[str, Any] = {}
     for method, batches_metrics in per_method.items():
         results[method] = {name: _summary(summarize([getattr(b, name) for b in batches_metrics]))
-                           for name in (*METRICS, "relief")}
+                           for name in (*METRICS, "relief", "normal_slope")}
         pixels = torch.cat([b.pixels for b in batches_metrics]).double()
         results[method]["pixels_per_image"] = float(pixels.mean())
     results["model"]["mask_coverage"] = float(torch.cat(coverage).mean())
@@ -339,8 +342,8 @@ def markdown(report: dict[str, Any]) -> str:
          + f", fov {s['fov']}), mean ± std over images; mask = eroded GT face mask x eroded prediction mask "
          "(baselines: the GT face mask)."),
         "",
-        "| method | SIDE (x10^-2) | MAD (deg) | relief | images | pixels/image |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | SIDE (x10^-2) | MAD (deg) | relief | normal slope | images | pixels/image |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for method in METHODS:
         row = r[method]
@@ -348,7 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
         count = row["side"]["count"]
         excluded = row["side"]["excluded"]
         images = f"{count}" + (f" (+{excluded} empty)" if excluded else "")
-        lines.append(f"| {label} | {_pm(row['side'], 100)} | {_pm(row['mad'])} | {_pm(row['relief'])} | {images} | "
+        lines.append(f"| {label} | {_pm(row['side'], 100)} | {_pm(row['mad'])} | {_pm(row['relief'])} | "
+                     f"{_pm(row['normal_slope'])} | {images} | "
                      f"{row['pixels_per_image']:.0f} |")
     model = r["model"]
     if model["side_ratio"] is not None and model["mad_ratio"] is not None and model["mad_better"] is not None:

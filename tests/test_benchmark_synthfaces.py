@@ -90,7 +90,7 @@ def test_reconstruction_end_to_end(weights: Path, tmp_path: Path) -> None:
     assert set(fits) == {"yaw", "pitch", "roll", "ambient", "diffuse", "light_x", "light_y"}
     assert all(fit["count"] == 8 and _finite(fit["slope"]) and -1 <= fit["r"] <= 1 for fit in fits.values())
     for method, row in results.items():
-        for metric in ("side", "mad", "relief"):
+        for metric in ("side", "mad", "relief", "normal_slope"):
             summary = row[metric]
             assert _finite(summary["mean"]) and _finite(summary["std"]), (method, metric)
             assert summary["count"] == 8 and summary["excluded"] == 0
@@ -111,6 +111,7 @@ def test_reconstruction_scores_ground_truth_as_zero() -> None:
     flat = rec.score_depth(torch.ones_like(batch.depth), batch.depth, batch.face_mask, fov=10.0)
     assert torch.all(flat.side > 0) and torch.all(flat.mad > 1)
     assert torch.allclose(exact.relief, torch.ones(2)) and torch.all(flat.relief.abs() < 1e-6)
+    assert torch.allclose(exact.normal_slope, torch.ones(2)) and torch.all(flat.normal_slope.abs() < 1e-6)
 
 
 def test_reconstruction_reads_an_export_folder(weights: Path, export: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from latentface.eval import (
     mad,
     mean_depth_baseline,
     mean_gt_depth,
+    normal_slope,
     probe_chance,
     relief,
     retrieval_chance,
@@ -114,6 +115,29 @@ def test_relief_matches_a_least_squares_line_fit() -> None:
         assert math.isclose(float(relief(pred, gt)[b]), float(slope), rel_tol=1e-9)
 
 
+def test_normal_slope_is_one_for_the_truth_and_falls_for_a_flattened_surface() -> None:
+    gt = face_like_depth()
+    assert torch.allclose(normal_slope(gt, gt, fov=FOV), torch.ones(2, dtype=gt.dtype))
+    mask = evaluation_mask(gt)
+    mean = (gt * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
+    flatter = mean[:, None, None] + 0.5 * (gt - mean[:, None, None])  # half the relief: normals turn away less
+    slopes = normal_slope(flatter, gt, fov=FOV)
+    assert torch.all((slopes > 0.1) & (slopes < 0.9))
+    assert torch.allclose(depth_metrics(flatter, gt, fov=FOV).normal_slope, slopes)
+    plane = normal_slope(torch.full_like(gt, 1.0), gt, fov=FOV)  # one normal everywhere: no slope
+    assert torch.all(plane.abs() < 1e-9)
+
+
+def test_normal_slope_matches_a_least_squares_fit_of_the_normals_z() -> None:
+    gt = face_like_depth(batch=3)
+    pred = gt + 0.01 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(1), dtype=gt.dtype)
+    mask = evaluation_mask(gt)
+    nz_pred, nz_gt = normals_from_depth(pred, FOV)[..., 2], normals_from_depth(gt, FOV)[..., 2]
+    for b in range(3):
+        slope = np.polyfit(nz_gt[b][mask[b]].numpy(), nz_pred[b][mask[b]].numpy(), 1)[0]
+        assert math.isclose(float(normal_slope(pred, gt, fov=FOV)[b]), float(slope), rel_tol=1e-9)
+
+
 def test_relief_of_a_flat_ground_truth_is_nan() -> None:
     gt = face_like_depth()
     mask = torch.ones_like(gt, dtype=torch.bool)
@@ -177,7 +201,7 @@ def test_empty_mask_gives_nan_with_a_warning_and_is_left_out_of_the_summary() ->
     with pytest.warns(RuntimeWarning, match="1 image"):
         metrics = depth_metrics(gt * 1.2, gt, fov=FOV)
     assert int(metrics.pixels[1]) == 0
-    for values in (metrics.side, metrics.mad, metrics.mae, metrics.mse, metrics.relief):
+    for values in (metrics.side, metrics.mad, metrics.mae, metrics.mse, metrics.relief, metrics.normal_slope):
         assert math.isnan(float(values[1])) and not values[[0, 2]].isnan().any()
     with pytest.warns(RuntimeWarning):
         assert side(gt, gt)[1].isnan()
@@ -194,7 +218,7 @@ def test_summaries_are_mean_and_unbiased_std_over_images() -> None:
     gt = face_like_depth(batch=4)
     batches = [depth_metrics(gt[:2] * 1.1, gt[:2], fov=FOV), depth_metrics(gt[2:] + 0.01, gt[2:], fov=FOV)]
     table = summarize_depth_metrics(batches)
-    assert set(table) == {"side", "mad", "mae", "mse", "relief"}
+    assert set(table) == {"side", "mad", "mae", "mse", "relief", "normal_slope"}
     assert table["mae"].count == 4
     assert math.isclose(table["mae"].mean, float(torch.cat([b.mae for b in batches]).mean()), rel_tol=1e-9)
 

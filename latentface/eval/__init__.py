@@ -1,6 +1,6 @@
-"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD) and the relief scale with baselines, pose and light fits,
-identity retrieval, linear probes and their chance levels, clip invariance, the released FER probe and verification
-protocols (with clean variants), ROC/AUC and their plots."""
+"""Evaluation metrics: Unsup3D's depth metrics (SIDE, MAD), the relief and normal slopes with baselines, pose and
+light fits, identity retrieval, linear probes and their chance levels, clip invariance, the released FER probe and
+verification protocols (with clean variants), ROC/AUC and their plots."""
 
 from latentface.eval.depth_metrics import (
     DepthMetrics,
@@ -14,6 +14,7 @@ from latentface.eval.depth_metrics import (
     mad,
     mean_depth_baseline,
     mean_gt_depth,
+    normal_slope,
     relief,
     side,
     summarize,
@@ -71,6 +72,7 @@ __all__ = [
     "mad",
     "mean_depth_baseline",
     "mean_gt_depth",
+    "normal_slope",
     "pair_classifier_protocol",
     "pose_light_fits",
     "probe_chance",

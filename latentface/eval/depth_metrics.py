@@ -1,5 +1,5 @@
-"""Depth reconstruction metrics of Unsup3D (SIDE, MAD, MAE, MSE), the relief scale, and the constant and mean-depth
-baselines.
+"""Depth reconstruction metrics of Unsup3D (SIDE, MAD, MAE, MSE), the relief and normal slopes, and the constant and
+mean-depth baselines.
 
 The definitions follow Unsup3D's test code: ``Unsup3D.forward`` with ``load_gt_depth`` (``unsup3d/model.py``),
 ``compute_sc_inv_err`` and ``compute_angular_distance`` (``unsup3d/utils.py``). Every metric is computed per image
@@ -36,6 +36,8 @@ class DepthMetrics:
         relief: least-squares slope of the predicted on the ground-truth depth over the mask (`relief`): 1 for the
             true relief, above 1 for an exaggerated one (not one of Unsup3D's metrics; SIDE is blind to a depth
             scaled about the camera, which scales the relief as well).
+        normal_slope: least-squares slope of the predicted on the ground-truth normals' z (`normal_slope`): 1 when
+            the surface turns away from the camera as the true one does, below 1 for a flatter-facing surface.
         pixels: number of pixels in each image's evaluation mask.
     """
 
@@ -44,7 +46,12 @@ class DepthMetrics:
     mae: Tensor
     mse: Tensor
     relief: Tensor
+    normal_slope: Tensor
     pixels: Tensor
+
+
+DEPTH_METRICS = ("side", "mad", "mae", "mse", "relief", "normal_slope")
+"""The per-image metrics of :class:`DepthMetrics`, in order (``pixels`` is a count)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,8 @@ def depth_metrics(
     gt_normal: Tensor | None = None,
     renormalize: bool = False,
 ) -> DepthMetrics:
-    """SIDE, MAD, MAE and MSE per image over one evaluation mask, as Unsup3D's test pass, and the relief scale.
+    """SIDE, MAD, MAE and MSE per image over one evaluation mask, as Unsup3D's test pass, and the relief and normal
+    slopes.
 
     Args:
         pred_depth, gt_depth, gt_mask, pred_mask, erode, fov, pred_normal, gt_normal, renormalize: see :func:`mad`.
@@ -214,13 +222,16 @@ def depth_metrics(
         :class:`DepthMetrics`; NaN metrics for images with an empty mask.
     """
     mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
+    pred_normal = normals_from_depth(pred_depth, fov) if pred_normal is None else pred_normal
+    gt_normal = normals_from_depth(gt_depth, fov) if gt_normal is None else gt_normal
     error = pred_depth - gt_depth
     return DepthMetrics(
         side=_side(pred_depth, gt_depth, mask),
         mad=_mad(pred_depth, gt_depth, mask, fov, pred_normal, gt_normal, renormalize),
         mae=_masked_mean(error.abs(), mask),
         mse=_masked_mean(error.square(), mask),
-        relief=_relief(pred_depth, gt_depth, mask),
+        relief=_slope(pred_depth, gt_depth, mask),
+        normal_slope=_slope(pred_normal[..., 2], gt_normal[..., 2], mask),
         pixels=mask.flatten(1).sum(1),
     )
 
@@ -249,10 +260,10 @@ def summarize_depth_metrics(results: Iterable[DepthMetrics]) -> dict[str, Summar
         results: the metrics of each batch.
 
     Returns:
-        ``{"side": ..., "mad": ..., "mae": ..., "mse": ..., "relief": ...}``, each a :class:`Summary`.
+        ``{name: Summary}`` for every metric of :class:`DepthMetrics` but ``pixels``.
     """
     batches = list(results)
-    return {name: summarize([getattr(b, name) for b in batches]) for name in ("side", "mad", "mae", "mse", "relief")}
+    return {name: summarize([getattr(b, name) for b in batches]) for name in DEPTH_METRICS}
 
 
 def constant_depth_baseline(gt_depth: Tensor, depth: float) -> Tensor:
@@ -341,16 +352,47 @@ def relief(
         (B,) slopes; NaN for an image with an empty mask or a flat ground truth inside it.
     """
     mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
-    return _relief(pred_depth, gt_depth, mask)
+    return _slope(pred_depth, gt_depth, mask)
 
 
-def _relief(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor) -> Tensor:
-    pred = pred_depth.double() - _masked_mean(pred_depth.double(), mask)[:, None, None]
-    gt = gt_depth.double() - _masked_mean(gt_depth.double(), mask)[:, None, None]
-    spread = _masked_mean(gt.square(), mask)
-    slope = _masked_mean(pred * gt, mask) / spread
-    flat = spread <= 1e-12 * _masked_mean(gt_depth.double().square(), mask)  # constant up to rounding
-    return torch.where(flat, torch.nan, slope).to(pred_depth.dtype)
+def normal_slope(
+    pred_depth: Tensor,
+    gt_depth: Tensor,
+    gt_mask: Tensor | None = None,
+    pred_mask: Tensor | None = None,
+    *,
+    erode: bool = True,
+    fov: float = 10.0,
+    pred_normal: Tensor | None = None,
+    gt_normal: Tensor | None = None,
+) -> Tensor:
+    """Per image the least-squares slope of the predicted on the ground-truth normals' z over the evaluation mask.
+
+    The z component is how directly a surface faces the camera. A slope below 1 means the prediction turns away
+    from the camera less than the truth where the truth turns away (a flatter-facing surface, e.g. rounded sides
+    smoothed out), even at the true relief; Lambertian shading follows this component, so a light estimate fitted
+    on such normals is biased with it.
+
+    Args:
+        pred_depth, gt_depth, gt_mask, pred_mask, erode, fov, pred_normal, gt_normal: see :func:`mad`.
+
+    Returns:
+        (B,) slopes; NaN for an image with an empty mask or ground-truth normals of one z inside it.
+    """
+    mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
+    pred_normal = normals_from_depth(pred_depth, fov) if pred_normal is None else pred_normal
+    gt_normal = normals_from_depth(gt_depth, fov) if gt_normal is None else gt_normal
+    return _slope(pred_normal[..., 2], gt_normal[..., 2], mask)
+
+
+def _slope(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """Least-squares slope of (B, H, W) `pred` on `gt` over the mask, both centred; NaN where `gt` is constant."""
+    p = pred.double() - _masked_mean(pred.double(), mask)[:, None, None]
+    g = gt.double() - _masked_mean(gt.double(), mask)[:, None, None]
+    spread = _masked_mean(g.square(), mask)
+    slope = _masked_mean(p * g, mask) / spread
+    flat = spread <= 1e-12 * _masked_mean(gt.double().square(), mask)  # constant up to rounding
+    return torch.where(flat, torch.nan, slope).to(pred.dtype)
 
 
 def _mad(
