@@ -197,7 +197,8 @@ def mad(
         (B,) MAD in degrees; NaN for an image with an empty mask.
     """
     mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
-    return _mad(pred_depth, gt_depth, mask, fov, pred_normal, gt_normal, renormalize)
+    pred_normal, gt_normal = _normals(pred_depth, gt_depth, fov, pred_normal, gt_normal)
+    return _masked_mean(angular_error(pred_normal, gt_normal, renormalize=renormalize), mask)
 
 
 def depth_metrics(
@@ -222,12 +223,11 @@ def depth_metrics(
         :class:`DepthMetrics`; NaN metrics for images with an empty mask.
     """
     mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
-    pred_normal = normals_from_depth(pred_depth, fov) if pred_normal is None else pred_normal
-    gt_normal = normals_from_depth(gt_depth, fov) if gt_normal is None else gt_normal
+    pred_normal, gt_normal = _normals(pred_depth, gt_depth, fov, pred_normal, gt_normal)
     error = pred_depth - gt_depth
     return DepthMetrics(
         side=_side(pred_depth, gt_depth, mask),
-        mad=_mad(pred_depth, gt_depth, mask, fov, pred_normal, gt_normal, renormalize),
+        mad=_masked_mean(angular_error(pred_normal, gt_normal, renormalize=renormalize), mask),
         mae=_masked_mean(error.abs(), mask),
         mse=_masked_mean(error.square(), mask),
         relief=_slope(pred_depth, gt_depth, mask),
@@ -380,8 +380,7 @@ def normal_slope(
         (B,) slopes; NaN for an image with an empty mask or ground-truth normals of one z inside it.
     """
     mask = _scored_mask(pred_depth, gt_depth, gt_mask, pred_mask, erode)
-    pred_normal = normals_from_depth(pred_depth, fov) if pred_normal is None else pred_normal
-    gt_normal = normals_from_depth(gt_depth, fov) if gt_normal is None else gt_normal
+    pred_normal, gt_normal = _normals(pred_depth, gt_depth, fov, pred_normal, gt_normal)
     return _slope(pred_normal[..., 2], gt_normal[..., 2], mask)
 
 
@@ -395,19 +394,12 @@ def _slope(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     return torch.where(flat, torch.nan, slope).to(pred.dtype)
 
 
-def _mad(
-    pred_depth: Tensor,
-    gt_depth: Tensor,
-    mask: Tensor,
-    fov: float,
-    pred_normal: Tensor | None,
-    gt_normal: Tensor | None,
-    renormalize: bool,
-) -> Tensor:
-    """MAD per image over a given mask, computing whichever normals are not given from depth."""
+def _normals(pred_depth: Tensor, gt_depth: Tensor, fov: float, pred_normal: Tensor | None,
+             gt_normal: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The given normals, or those computed from depth (:func:`~latentface.render.normals_from_depth`)."""
     pred_normal = normals_from_depth(pred_depth, fov) if pred_normal is None else pred_normal
     gt_normal = normals_from_depth(gt_depth, fov) if gt_normal is None else gt_normal
-    return _masked_mean(angular_error(pred_normal, gt_normal, renormalize=renormalize), mask)
+    return pred_normal, gt_normal
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
