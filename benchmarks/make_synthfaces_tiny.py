@@ -222,7 +222,7 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
                              ("constant_depth", "constant depth"))), "",
         "Relief: least-squares slope of the predicted on the true depth over the same pixels (1 = the true relief).",
         "Normal slope: the same for the z of the normals (1 = the surface turns away from the camera as the true one "
-        "does; below 1, flatter-facing: a light fitted on such normals comes out biased).",
+        "does; below 1, flatter-facing, as a smoothed depth map is).",
         "",
         f"Over the mean-depth baseline: SIDE {r['model']['side_ratio']:.2f}x, MAD {r['model']['mad_ratio']:.2f}x; the "
         f"model's MAD is the lower on {100 * r['model']['mad_better']:.1f}% of the images.", "",

@@ -370,8 +370,7 @@ def normal_slope(
 
     The z component is how directly a surface faces the camera. A slope below 1 means the prediction turns away
     from the camera less than the truth where the truth turns away (a flatter-facing surface, e.g. rounded sides
-    smoothed out), even at the true relief; Lambertian shading follows this component, so a light estimate fitted
-    on such normals is biased with it.
+    smoothed out, or a depth map blurred), even at the true relief.
 
     Args:
         pred_depth, gt_depth, gt_mask, pred_mask, erode, fov, pred_normal, gt_normal: see :func:`mad`.
