@@ -19,7 +19,7 @@ scale of every method (`latentface.eval.relief`: per image the least-squares slo
 the evaluation mask, 1 = the true relief; under this near-orthographic camera a relief predicted too deep goes with
 head angles predicted too small), the normal slope of every method (`latentface.eval.normal_slope`: the same slope
 for the z of the normals, how directly the surface faces the camera; below 1 for a surface that turns away less than
-the true one, which biases a light fitted on it), and the model's
+the true one, as a smoothed depth map does), and the model's
 SIDE and MAD of every image in data order (``per_image``; null for an image left out), which pin the report to the
 weights: the tests re-measure the first images with the bundled weights and compare. Where the
 ground truth holds the head pose and light (SynthFaces, generated or exported), the model's predicted yaw, pitch
