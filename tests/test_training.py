@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +79,7 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["mixed_precision=fp8"], "mixed_precision"),
     (["loss.rdm_snr_gamma=0"], "rdm_snr_gamma"),
     (["loss.perceptual_net=alexnet"], "perceptual_net"),
+    (["optim.lr_schedule=linear"], "lr_schedule"),
     (["stage=2", "init=x", "data.cache_images=true"], "stage 1 only"),
     (["lr"], "section.key=value"),
 ])
@@ -105,6 +108,23 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert _rows(tmp_path / "cut") == _rows(tmp_path / "full")
     full, cut = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_cosine_schedule_decays_the_rate_and_resumes_exactly(tmp_path: Path) -> None:
+    cosine = ("optim.max_steps=6", "optim.lr_schedule=cosine", "optim.lr=1e-3")
+    Trainer(_config(tmp_path, "full", *cosine)).train()
+    rates = [float(r["lr"]) for r in _rows(tmp_path / "full")]
+    assert rates == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(6)], rel=1e-5)
+    constant = Trainer(_config(tmp_path, "constant", "optim.max_steps=2", "optim.lr=1e-3"))
+    assert constant.scheduler is None
+    constant.train()
+    assert [float(r["lr"]) for r in _rows(tmp_path / "constant")] == [1e-3, 1e-3]
+    cut = tmp_path / "cut"  # the full run as it stood after its step-4 checkpoint
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-00000004", cut / "checkpoints" / "step-00000004")
+    Trainer(_config(tmp_path, "cut", *cosine)).train(resume=True)
+    assert _rows(cut) == _rows(tmp_path / "full")[4:]
+    full, resumed = _weights(tmp_path / "full"), _weights(cut)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
 def test_resume_after_sigkill_mid_training(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
 PERCEPTUAL_NETS = ("vgg16", "onet")
 DATA_KINDS = ("synthfaces", "synthfaces_folder", "image_folder", "celeba", "clip_folder", "voxceleb")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -77,6 +78,8 @@ class OptimConfig:
         grad_clip: clip the global gradient norm to this value; None to disable (Stage 1 default).
         epochs: passes over the data.
         max_steps: stop after this many optimizer steps (overrides `epochs` when reached first).
+        lr_schedule: ``"constant"`` (as released) or ``"cosine"``: the learning rate follows half a cosine from `lr`
+            at the first step to 0 after the run's last (``max_steps``, or ``epochs`` when that is reached first).
     """
 
     lr: float = 1e-4
@@ -87,6 +90,7 @@ class OptimConfig:
     grad_clip: float | None = None
     epochs: int = 30
     max_steps: int | None = None
+    lr_schedule: str = "constant"
 
 
 @dataclass
@@ -181,6 +185,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {value}")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
+        if self.optim.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.lr_schedule must be one of {LR_SCHEDULES}, got {self.optim.lr_schedule!r}")
         if self.loss.perceptual_net not in PERCEPTUAL_NETS:
             raise ValueError(f"loss.perceptual_net must be one of {PERCEPTUAL_NETS}, got {self.loss.perceptual_net!r}")
         if self.loss.rdm_snr_gamma is not None and not self.loss.rdm_snr_gamma > 0:

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -72,6 +73,14 @@ class TrainerState:
 def _step_generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded by a hash of the seed and keys (independent streams per process, epoch, batch)."""
     return hashed_generator(json.dumps([seed, *keys]), "sha256")
+
+
+def _lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str,
+                  total_steps: int) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The learning-rate schedule stepped after every optimizer step; None for a constant rate."""
+    if schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
 
 
 def build_model(config: TrainConfig) -> LatentFace:
@@ -166,6 +175,9 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.optim.epochs
         if config.optim.max_steps is not None:
             self.total_steps = min(self.total_steps, config.optim.max_steps)
+        self.scheduler = _lr_scheduler(self.optimizer.optimizer, config.optim.lr_schedule, self.total_steps)
+        if self.scheduler is not None:  # saved and restored with every checkpoint
+            self.accelerator.register_for_checkpointing(self.scheduler)
 
     @property
     def model(self) -> LatentFace:
@@ -382,12 +394,16 @@ class Trainer:
                 if not acc.sync_gradients:
                     continue
                 self.state.step += 1
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 if progress is not None:
                     progress.update(1)
                     progress.set_postfix(loss=f"{output.loss.item():.4f}")
                 if self.state.step % cfg.log_every == 0 or self.state.step == self.total_steps:
                     means = acc.reduce(torch.tensor([s / n for s, n in window.values()], device=acc.device), "mean")
                     values = dict(zip(window, means.tolist(), strict=True))
+                    values["lr"] = lr
                     values["images_per_s"] = seen / (time.perf_counter() - started)
                     values["skipped_files"] = acc.reduce(torch.tensor(float(skipped), device=acc.device), "sum").item()
                     if acc.is_main_process:
