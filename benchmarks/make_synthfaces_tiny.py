@@ -48,7 +48,7 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage2")
+PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage1_decay", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
@@ -129,7 +129,8 @@ def _phase_rows(phases: dict[str, TrainConfig]) -> list[str]:
     for name, c in phases.items():
         losses = (f"{c.loss.lam_flip:g} | {c.loss.lam_perc:g} | {c.loss.lam_depth_sm:g}" if c.stage == 1
                   else "- | - | -")  # Stage 2's loss has no weights
-        rows.append(f"| {name} | {c.stage} | {c.optim.max_steps} | {c.optim.batch_size} | {c.optim.lr:g} | {losses} | "
+        lr = f"{c.optim.lr:g}" + ("" if c.optim.lr_schedule == "constant" else f" ({c.optim.lr_schedule})")
+        rows.append(f"| {name} | {c.stage} | {c.optim.max_steps} | {c.optim.batch_size} | {lr} | {losses} | "
                     f"{c.seed} |")
     return rows
 
@@ -154,6 +155,10 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     lrs = sorted({c.optim.lr for c in phases.values()} - {PAPER["lr"]})
     if lrs:
         notes.append(f"learning rate {', '.join(f'{lr:g}' for lr in lrs)} (released 1e-4)")
+    schedules = sorted({c.optim.lr_schedule for c in phases.values()} - {"constant"})
+    if schedules:
+        notes.append(f"{', '.join(schedules)} learning-rate decay in some phases (`optim.lr_schedule`; released "
+                     "constant)")
     decays = sorted({c.optim.weight_decay for c in phases.values()} - {PAPER["weight_decay"]})
     if decays:
         notes.append(f"weight decay {', '.join(f'{wd:g}' for wd in decays)} in some phases (released 5e-4)")

@@ -177,7 +177,7 @@ def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     assert model.config.rdm_width == 32
     assert torch.equal(model.albedo_net.decoder[0].weight, before.albedo_net.decoder[0].weight)  # Stage 1 frozen
     assert [r["step"] for r in _rows(tmp_path / "s2")] == ["1", "2", "3"]
-    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth", "reconstruction",
+    assert set(_rows(tmp_path / "s2")[0]) == {"step", "epoch", "loss", "albedo", "depth", "reconstruction", "lr",
                                               "skipped_files"}
 
 
