@@ -39,7 +39,8 @@ def test_card_describes_the_phases_and_machine(gpu: str | None) -> None:
     assert ("O-Net" in text) == any(phases[p].loss.perceptual_net == "onet" for p in stage1)
     assert ("flipped-branch weight" in text) == any(phases[p].loss.lam_flip != 0.5 for p in stage1)
     assert f"Stage-1 batch {narrow.optim.batch_size} (released 64)" in text
-    assert (f"| stage1_decay | 1 | {phases['stage1_decay'].optim.max_steps} | 32 | 0.0003 (cosine) |" in text)
+    decay = phases["stage1_decay"].optim
+    assert f"| stage1_decay | 1 | {decay.max_steps} | {decay.batch_size} | {decay.lr:g} (cosine) |" in text
     assert ("cosine learning-rate decay" in text) == any(c.optim.lr_schedule == "cosine" for c in phases.values())
     assert f"latent size {model['latent_dim']}" in text
 
