@@ -8,6 +8,9 @@ feature sets:
 * ``identity_*`` / ``expression_*``: the RDM's identity latents and the rest, texture / shape / both
   (`LatentFace.disentangle`);
 * ``light`` and ``pose``: the Stage-1 light (4) and pose (6) codes;
+* ``albedo_map`` and ``normal_map``: the model's canonical albedo and the normals of its canonical depth
+  (`LatentFace.decode`), average-pooled to 16 px (3 x 16 x 16 values each): which of the two maps carries the
+  expression; ``true_albedo_map`` and ``true_normal_map``: the same for the ground-truth maps (the reference);
 * ``fer``: the paper's FER feature, ``[texture expression, texture, shape expression, shape]``.
 
 The RDM start noise is drawn for the whole set at once from ``torch.Generator().manual_seed(seed)`` (texture noise
@@ -65,6 +68,7 @@ import harness
 import torch
 from harness import ScriptError, finite, load_model, publish, reports_errors, run
 from torch import Tensor
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from latentface import FaceCodes, LatentFace, Latents
@@ -79,6 +83,7 @@ from latentface.data.synthfaces import (
 )
 from latentface.errors import WeightsError
 from latentface.eval import clip_invariance, identity_retrieval, linear_probe, probe_chance, retrieval_chance
+from latentface.render import normals_from_depth
 
 DEFAULT_WEIGHTS = "synthfaces-tiny"
 FEATURE_SETS = (
@@ -93,6 +98,10 @@ FEATURE_SETS = (
     ("expression_both", "expression texture + shape", True),
     ("light", "light code", False),
     ("pose", "pose code", False),
+    ("albedo_map", "canonical albedo map (16 px)", False),
+    ("normal_map", "canonical normal map (16 px)", False),
+    ("true_albedo_map", "ground-truth albedo map (16 px)", False),
+    ("true_normal_map", "ground-truth normal map (16 px)", False),
     ("fer", "FER feature (features(protocol='fer'))", True),
 )
 """(name, label, needs the RDM), in table order."""
@@ -102,6 +111,8 @@ CLIP_LATENTS = (
     ("raw_shape", "raw shape", False),
     ("identity_shape", "identity shape (RDM)", True),
 )
+MAP_SIZE = 16
+"""Side of the pooled albedo and normal maps of the ``*_map`` feature sets."""
 PROBE_VAL_FRACTION = 0.2
 NO_RDM_NOTE = "the weights have no RDM (Stage 1 only): identity, expression and FER rows skipped"
 
@@ -142,12 +153,33 @@ def disentangle_all(model: LatentFace, codes: FaceCodes, seed: int, batch_size: 
     return Latents.cat(identity), Latents.cat(expression)
 
 
-def feature_sets(model: LatentFace, codes: FaceCodes, seed: int, batch_size: int) -> dict[str, Tensor]:
-    """Every feature set of `FEATURE_SETS` ((N, D) float32 tensors); the RDM-based ones only when there is an RDM."""
+def pooled_map(maps: Tensor) -> Tensor:
+    """(B, C, S, S) maps average-pooled to `MAP_SIZE` px and flattened: (B, C * MAP_SIZE ** 2)."""
+    return F.adaptive_avg_pool2d(maps.float(), MAP_SIZE).flatten(1)
+
+
+@torch.no_grad()
+def canonical_maps(model: LatentFace, codes: FaceCodes, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Pooled canonical albedo and canonical-depth normals (`pooled_map`) of every item, on the CPU."""
+    albedo, normal = [], []
+    for start in range(0, len(codes), batch_size):
+        part = codes[start:start + batch_size].to(model.device)
+        a, depth = model.decode(part)
+        albedo.append(pooled_map(a).cpu())
+        normal.append(pooled_map(normals_from_depth(depth, model.config.fov).permute(0, 3, 1, 2)).cpu())
+    return torch.cat(albedo), torch.cat(normal)
+
+
+def feature_sets(model: LatentFace, codes: FaceCodes, seed: int, batch_size: int,
+                 truth: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Every feature set of `FEATURE_SETS` ((N, D) float32 tensors); the RDM-based ones only when there is an RDM,
+    the ground-truth maps only when `truth` has them (``true_albedo_map``, ``true_normal_map``: `pooled_map`)."""
+    albedo_map, normal_map = canonical_maps(model, codes, batch_size)
     feats = {
         "raw_texture": codes.texture, "raw_shape": codes.shape,
         "raw_both": torch.cat([codes.texture, codes.shape], dim=1),
-        "light": codes.light, "pose": codes.pose,
+        "light": codes.light, "pose": codes.pose, "albedo_map": albedo_map, "normal_map": normal_map,
+        **(truth or {}),
     }
     if model.config.has_rdm:
         identity, expression = disentangle_all(model, codes, seed, batch_size)
@@ -272,11 +304,13 @@ def clip_diagnostic(model: LatentFace, codes: FaceCodes, clips: int, frames: int
 
 def synth_image_batches(dataset: SynthFacesImages, batch_size: int,
                         labels: dict[str, list[Tensor]]) -> Iterator[Tensor]:
-    """Images of SynthFaces rendered on the fly; identity and expression labels appended to `labels`."""
+    """Images of SynthFaces rendered on the fly; labels and ground-truth maps appended to `labels`."""
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(range(start, min(start + batch_size, len(dataset)))).as_dict()
         labels["identity"].append(batch["identity"])
         labels["expression"].append(batch["expression"])
+        labels["true_albedo_map"].append(pooled_map(batch["albedo"]))
+        labels["true_normal_map"].append(pooled_map(batch["canonical_normal"]))
         yield batch["image"]
 
 
@@ -289,11 +323,13 @@ def synth_clip_batches(dataset: SynthFacesClips, batch_size: int) -> Iterator[Te
 
 def folder_image_batches(dataset: SynthFacesFolder, batch_size: int,
                          labels: dict[str, list[Tensor]]) -> Iterator[Tensor]:
-    """Frames of a SynthFaces export; labels appended to `labels`."""
+    """Frames of a SynthFaces export; labels and ground-truth maps appended to `labels`."""
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         labels["identity"].append(torch.stack([it["identity"] for it in items]).long())
         labels["expression"].append(torch.stack([it["expression"] for it in items]).long())
+        labels["true_albedo_map"].append(pooled_map(torch.stack([it["albedo"] for it in items])))
+        labels["true_normal_map"].append(pooled_map(torch.stack([it["canonical_normal"] for it in items])))
         yield torch.stack([it["image"] for it in items])
 
 
@@ -427,7 +463,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _data(args: argparse.Namespace, size: int) -> tuple[dict[str, Any], Callable[..., Any]]:
     """Settings of the data and a function giving (image batches, total, labels, clip source)."""
-    labels: dict[str, list[Tensor]] = {"identity": [], "expression": []}
+    labels: dict[str, list[Tensor]] = {"identity": [], "expression": [], "true_albedo_map": [], "true_normal_map": []}
     if args.data_root is None:
         config = SynthConfig(size=size)
         images = SynthFacesImages(args.identities, args.samples_per_identity, split=args.split, seed=args.seed,
@@ -483,7 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     notes = [] if model.config.has_rdm else [NO_RDM_NOTE]
-    feats = feature_sets(model, codes, args.seed, args.batch_size)
+    truth = {name: torch.cat(labels[name]) for name in ("true_albedo_map", "true_normal_map")}
+    feats = feature_sets(model, codes, args.seed, args.batch_size, truth)
     results = score_features(feats, identity, expression, args.seed, progress, args.probe_max_iter)
     if clip_codes is not None:
         clips, frames = clip_input[1], clip_input[2]

@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import seeded_model, tiny_config
+from torch.nn import functional as F
 
 from latentface import LatentFace
 from latentface.data.synthfaces import EXPRESSIONS, SynthFacesImages, export_synthfaces
 from latentface.hub import weights_digest
+from latentface.render import normals_from_depth
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 FEATURES = ("raw_texture", "raw_shape", "raw_both", "identity_texture", "identity_shape", "identity_both",
-            "expression_texture", "expression_shape", "expression_both", "light", "pose", "fer")
+            "expression_texture", "expression_shape", "expression_both", "light", "pose", "albedo_map", "normal_map",
+            "true_albedo_map", "true_normal_map", "fer")
+TRUTH_FEATURES = {"true_albedo_map", "true_normal_map"}
 # rdm_norm_groups=8: with the default 32 groups a width-32 RDM normalises one value per group (its GroupNorms output
 # their bias whatever the input, and a batch of one image is rejected by torch).
 CONFIG = tiny_config(rdm_norm_groups=8)
@@ -165,6 +169,7 @@ def test_disentangle_end_to_end(weights: Path, tmp_path: Path) -> None:
     assert results["skipped"] == [] and results["notes"] == []
     assert list(results["features"]) == list(FEATURES)
     assert results["features"]["fer"]["dim"] == 4 * 32 and results["features"]["light"]["dim"] == 4
+    assert all(results["features"][name]["dim"] == 3 * 16 * 16 for name in FEATURES if name.endswith("_map"))
     for name, row in results["features"].items():
         assert 0 <= row["retrieval"]["top1"] <= 1 and 0 < row["retrieval"]["mean_ap"] <= 1, name
         assert row["retrieval"]["queries"] == 16
@@ -231,13 +236,31 @@ def test_disentangle_features_match_the_model(one_thread) -> None:
     with torch.no_grad():
         codes = model.encode(images)
     small, whole = dis.feature_sets(model, codes, 5, 2), dis.feature_sets(model, codes, 5, 6)
-    assert set(small) == set(FEATURES)
-    for name in FEATURES:
+    assert set(small) == set(FEATURES) - TRUTH_FEATURES
+    for name in small:
         torch.testing.assert_close(small[name], whole[name], rtol=1e-4, atol=1e-4)
     fer = model.features(images, protocol="fer", generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(whole["fer"], fer, rtol=1e-4, atol=1e-4)
     parts = model.disentangle(codes, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(whole["identity_texture"], parts.identity.texture, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        albedo, depth = model.decode(codes)
+    torch.testing.assert_close(whole["albedo_map"].view(6, 3, 16, 16), F.avg_pool2d(albedo, 4))
+    normal = normals_from_depth(depth, model.config.fov).permute(0, 3, 1, 2)
+    torch.testing.assert_close(whole["normal_map"].view(6, 3, 16, 16), F.avg_pool2d(normal, 4))
+
+
+def test_disentangle_true_maps_are_the_ground_truth_pooled() -> None:
+    dis = _script("disentangle")
+    data = SynthFacesImages(2, 2, split="test", seed=3)
+    labels: dict[str, list[torch.Tensor]] = {name: [] for name in ("identity", "expression", "true_albedo_map",
+                                                                  "true_normal_map")}
+    images = torch.cat(list(dis.synth_image_batches(data, 3, labels)))
+    truth = data.batch(range(4))
+    torch.testing.assert_close(images, truth.image)
+    torch.testing.assert_close(torch.cat(labels["true_albedo_map"]).view(4, 3, 16, 16), F.avg_pool2d(truth.albedo, 4))
+    torch.testing.assert_close(torch.cat(labels["true_normal_map"]).view(4, 3, 16, 16),
+                               F.avg_pool2d(truth.canonical_normal, 4))
 
 
 def test_identity_halves_and_probe_val_fraction() -> None:
