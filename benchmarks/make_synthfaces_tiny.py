@@ -41,6 +41,8 @@ EVALS = {"reconstruction": ("reconstruction", ["--identities", "100", "--samples
          "disentangle-held": ("disentangle", ["--identities", "64", "--samples-per-identity", "16", "--hold",
                                               "light,shift", "--clips", "0"])}
 """Scores of the card: name -> (benchmark script, its arguments)."""
+MAP_ROWS = ("albedo_map", "normal_map", "true_albedo_map", "true_normal_map")
+"""Rows of the card's disentanglement table from `disentangle.py`'s canonical-map feature sets."""
 
 
 def run(cmd: list[str]) -> None:
@@ -246,13 +248,16 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
         "| features | retrieval top-1 | retrieval mAP | expression probe accuracy |", "|---|---:|---:|---:|",
     ]
     for name in ("raw_both", "identity_both", "expression_both", "raw_texture", "identity_texture", "raw_shape",
-                 "identity_shape", "fer"):
+                 "identity_shape", "fer", *MAP_ROWS):
         if name in feats:
             f = feats[name]
             probe = f["probe"]["accuracy"] if f.get("probe") else float("nan")
             lines.append(f"| {name} | {f['retrieval']['top1']:.3f} | {f['retrieval']['mean_ap']:.3f} | {probe:.3f} |")
     lines += [f"| chance | {chance['retrieval']['top1']:.3f} | {chance['retrieval']['mean_ap']:.3f} | "
               f"{chance['probe']['majority_accuracy']:.3f} |", ""]
+    if any(name in feats for name in MAP_ROWS):
+        lines += ["The `*_map` rows: the model's canonical albedo and the normals of its canonical depth, and the true "
+                  "ones, pooled to 16 px: which map carries the expression.", ""]
     split = dis["results"].get("split")
     if split:
         lines += ["The split into identity and expression (differences to the raw latents, in points of probe accuracy "

@@ -125,3 +125,21 @@ def test_card_shows_retrieval_with_held_factors() -> None:
     assert f"| raw_shape | {a['top1']:.3f} | {a['mean_ap']:.3f} | {b['top1']:.3f} | {b['mean_ap']:.3f} |" in text
     assert "--hold light,shift" in text
     assert "--hold" not in build.card([["python"]], phases, model, _results("reconstruction"), dis, machine)
+
+
+def test_card_shows_the_map_rows_when_the_report_has_them() -> None:
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    dis = _results("disentangle")
+    feats = dis["results"]["features"]
+    without = {**dis, "results": {**dis["results"], "features": {k: v for k, v in feats.items()
+                                                                  if k not in build.MAP_ROWS}}}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), without, machine)
+    assert "albedo_map" not in text and "`*_map` rows" not in text
+    row = {"dim": 768, "retrieval": {"top1": 0.5, "mean_ap": 0.25}, "probe": {"accuracy": 0.375}}
+    with_maps = {**dis, "results": {**dis["results"], "features": {**feats, **dict.fromkeys(build.MAP_ROWS, row)}}}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), with_maps, machine)
+    for name in build.MAP_ROWS:
+        assert f"| {name} | 0.500 | 0.250 | 0.375 |" in text
+    assert "`*_map` rows" in text
