@@ -113,6 +113,8 @@ CLIP_LATENTS = (
 )
 MAP_SIZE = 16
 """Side of the pooled albedo and normal maps of the ``*_map`` feature sets."""
+TRUE_MAPS = ("true_albedo_map", "true_normal_map")
+"""The ground-truth map feature sets, gathered with the labels while the images are read."""
 PROBE_VAL_FRACTION = 0.2
 NO_RDM_NOTE = "the weights have no RDM (Stage 1 only): identity, expression and FER rows skipped"
 
@@ -173,7 +175,7 @@ def canonical_maps(model: LatentFace, codes: FaceCodes, batch_size: int) -> tupl
 def feature_sets(model: LatentFace, codes: FaceCodes, seed: int, batch_size: int,
                  truth: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
     """Every feature set of `FEATURE_SETS` ((N, D) float32 tensors); the RDM-based ones only when there is an RDM,
-    the ground-truth maps only when `truth` has them (``true_albedo_map``, ``true_normal_map``: `pooled_map`)."""
+    the ground-truth maps only when `truth` has them (`TRUE_MAPS`, each a `pooled_map`)."""
     albedo_map, normal_map = canonical_maps(model, codes, batch_size)
     feats = {
         "raw_texture": codes.texture, "raw_shape": codes.shape,
@@ -463,7 +465,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _data(args: argparse.Namespace, size: int) -> tuple[dict[str, Any], Callable[..., Any]]:
     """Settings of the data and a function giving (image batches, total, labels, clip source)."""
-    labels: dict[str, list[Tensor]] = {"identity": [], "expression": [], "true_albedo_map": [], "true_normal_map": []}
+    labels: dict[str, list[Tensor]] = {name: [] for name in ("identity", "expression", *TRUE_MAPS)}
     if args.data_root is None:
         config = SynthConfig(size=size)
         images = SynthFacesImages(args.identities, args.samples_per_identity, split=args.split, seed=args.seed,
@@ -519,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     notes = [] if model.config.has_rdm else [NO_RDM_NOTE]
-    truth = {name: torch.cat(labels[name]) for name in ("true_albedo_map", "true_normal_map")}
+    truth = {name: torch.cat(labels[name]) for name in TRUE_MAPS}
     feats = feature_sets(model, codes, args.seed, args.batch_size, truth)
     results = score_features(feats, identity, expression, args.seed, progress, args.probe_max_iter)
     if clip_codes is not None:

@@ -25,7 +25,6 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 FEATURES = ("raw_texture", "raw_shape", "raw_both", "identity_texture", "identity_shape", "identity_both",
             "expression_texture", "expression_shape", "expression_both", "light", "pose", "albedo_map", "normal_map",
             "true_albedo_map", "true_normal_map", "fer")
-TRUTH_FEATURES = {"true_albedo_map", "true_normal_map"}
 # rdm_norm_groups=8: with the default 32 groups a width-32 RDM normalises one value per group (its GroupNorms output
 # their bias whatever the input, and a batch of one image is rejected by torch).
 CONFIG = tiny_config(rdm_norm_groups=8)
@@ -236,7 +235,7 @@ def test_disentangle_features_match_the_model(one_thread) -> None:
     with torch.no_grad():
         codes = model.encode(images)
     small, whole = dis.feature_sets(model, codes, 5, 2), dis.feature_sets(model, codes, 5, 6)
-    assert set(small) == set(FEATURES) - TRUTH_FEATURES
+    assert set(small) == set(FEATURES) - set(dis.TRUE_MAPS)
     for name in small:
         torch.testing.assert_close(small[name], whole[name], rtol=1e-4, atol=1e-4)
     fer = model.features(images, protocol="fer", generator=torch.Generator().manual_seed(5))
@@ -253,8 +252,7 @@ def test_disentangle_features_match_the_model(one_thread) -> None:
 def test_disentangle_true_maps_are_the_ground_truth_pooled() -> None:
     dis = _script("disentangle")
     data = SynthFacesImages(2, 2, split="test", seed=3)
-    labels: dict[str, list[torch.Tensor]] = {name: [] for name in ("identity", "expression", "true_albedo_map",
-                                                                  "true_normal_map")}
+    labels: dict[str, list[torch.Tensor]] = {name: [] for name in ("identity", "expression", *dis.TRUE_MAPS)}
     images = torch.cat(list(dis.synth_image_batches(data, 3, labels)))
     truth = data.batch(range(4))
     torch.testing.assert_close(images, truth.image)
