@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from latentface import LatentFace
 from latentface.training.config import TrainConfig, load_train_config
-from latentface.training.trainer import Trainer
+from latentface.training.trainer import Trainer, build_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train.py"
 TINY = [
@@ -81,6 +81,9 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["loss.perceptual_net=alexnet"], "perceptual_net"),
     (["optim.lr_schedule=linear"], "lr_schedule"),
     (["stage=2", "init=x", "data.cache_images=true"], "stage 1 only"),
+    (["init=x", "init_texture_encoder=depth"], "init_texture_encoder"),
+    (["init_texture_encoder=shape"], "with init="),
+    (["stage=2", "init=x", "init_texture_encoder=shape"], "stage 1 with init="),
     (["lr"], "section.key=value"),
 ])
 def test_config_errors(overrides: list[str], match: str) -> None:
@@ -99,6 +102,19 @@ def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path
     model = LatentFace.from_pretrained(final)
     assert model.config.ae_width == 16 and not model.config.has_rdm
     assert "optimizer steps" in model.model_card and "[optim]" in model.model_card
+
+
+@pytest.mark.parametrize("source", ["init", "shape"])
+def test_init_texture_encoder(tmp_path: Path, source: str) -> None:
+    init = LatentFace.from_pretrained(Trainer(_config(tmp_path, "init", "optim.max_steps=1")).train())
+    model = build_model(_config(tmp_path, "next", "init=" + str(tmp_path / "init" / "final"),
+                                f"init_texture_encoder={source}"))
+    own, expected = model.state_dict(), init.state_dict()
+    if source == "shape":  # the texture encoder is the init's shape encoder; nothing else changes
+        expected |= {k.replace("depth_net.encoder.", "albedo_net.encoder."): v for k, v in expected.items()
+                     if k.startswith("depth_net.encoder.")}
+    assert own.keys() == expected.keys() and all(torch.equal(own[k], expected[k]) for k in own)
+    assert any(not torch.equal(init.state_dict()[k], own[k]) for k in own) == (source == "shape")
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

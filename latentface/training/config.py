@@ -24,6 +24,7 @@ PERCEPTUAL_NETS = ("vgg16", "onet")
 DATA_KINDS = ("synthfaces", "synthfaces_folder", "image_folder", "celeba", "clip_folder", "voxceleb")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
+TEXTURE_ENCODER_INITS = ("init", "shape")
 
 
 @dataclass
@@ -129,6 +130,9 @@ class TrainConfig:
         stage: 1 (autoencoder) or 2 (RDM, Stage 1 frozen).
         output_dir: run folder (checkpoints, logs, images, the final weights in ``final/``).
         init: weights to start from (name, folder or Hub id); required for Stage 2 (the Stage-1 weights).
+        init_texture_encoder: with ``init`` in Stage 1, where the texture encoder starts: ``"init"`` (the init
+            weights' own) or ``"shape"`` (a copy of the init weights' shape encoder, whose features keep the
+            expression; the texture decoder and every other network keep the init weights').
         model: `LatentFaceConfig` fields for a new model (Stage 1), e.g. ``{"ae_width": 32}``; with ``init`` in
             Stage 1, fields that keep every tensor's shape (image formation, e.g. ``min_depth``, ``max_depth``)
             applied to the init weights' config; for Stage 2 the RDM fields (``rdm_width``, ``clip_sample`` ...)
@@ -147,6 +151,7 @@ class TrainConfig:
     stage: int = 1
     output_dir: str = "runs/latentface"
     init: str | None = None
+    init_texture_encoder: str = "init"
     model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -165,6 +170,11 @@ class TrainConfig:
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
         if self.stage == 2 and not self.init:
             raise ValueError("stage 2 needs init= the Stage-1 weights (a folder, name or Hub id)")
+        if self.init_texture_encoder not in TEXTURE_ENCODER_INITS:
+            raise ValueError(f"init_texture_encoder must be one of {TEXTURE_ENCODER_INITS}, "
+                             f"got {self.init_texture_encoder!r}")
+        if self.init_texture_encoder != "init" and (self.stage != 1 or not self.init):
+            raise ValueError("init_texture_encoder applies to stage 1 with init= (it copies the init's shape encoder)")
         if self.data.kind not in DATA_KINDS:
             raise ValueError(f"data.kind must be one of {DATA_KINDS}, got {self.data.kind!r}")
         if self.data.kind != "synthfaces" and not self.data.root:

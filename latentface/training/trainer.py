@@ -90,6 +90,8 @@ def build_model(config: TrainConfig) -> LatentFace:
             settings = config.model_settings()
             return LatentFace(dataclasses.replace(LatentFaceConfig(rdm_width=None), **settings)).train()
         base = LatentFace.from_pretrained(config.init)
+        if config.init_texture_encoder == "shape":
+            base.albedo_net.encoder.load_state_dict(base.depth_net.encoder.state_dict())
         if not config.model:
             return base.train()
         # Settings that keep every tensor's shape (image formation: depth range, field of view, ...) may change.
