@@ -50,7 +50,8 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage1_decay", "stage2")
+PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage1_decay", "stage1_texshape", "stage1_texshape_decay",
+          "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
@@ -150,6 +151,9 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     flips = sorted({c.loss.lam_flip for c in stage1} - {PAPER["lam_flip"]})
     if flips:
         notes.append(f"flipped-branch weight {', '.join(f'{f:g}' for f in flips)} (`loss.lam_flip`; released 0.5)")
+    if any(c.init_texture_encoder == "shape" for c in stage1):
+        notes.append("the texture encoder restarted as a copy of the shape encoder in one phase "
+                     "(`init_texture_encoder = \"shape\"`)")
     if any(c.data.cache_images for c in stage1):
         notes.append("Stage-1 images rendered once and stored in 8 bits (`data.cache_images`)")
     if any(c.loss.lam_depth_sm != PAPER["lam_depth_sm"] for c in stage1):
