@@ -151,8 +151,9 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     flips = sorted({c.loss.lam_flip for c in stage1} - {PAPER["lam_flip"]})
     if flips:
         notes.append(f"flipped-branch weight {', '.join(f'{f:g}' for f in flips)} (`loss.lam_flip`; released 0.5)")
-    if any(c.init_texture_encoder == "shape" for c in stage1):
-        notes.append("the texture encoder restarted as a copy of the shape encoder in one phase "
+    restarts = [name for name, c in phases.items() if c.init_texture_encoder == "shape"]
+    if restarts:
+        notes.append(f"the texture encoder restarted as a copy of the shape encoder in {', '.join(restarts)} "
                      "(`init_texture_encoder = \"shape\"`)")
     if any(c.data.cache_images for c in stage1):
         notes.append("Stage-1 images rendered once and stored in 8 bits (`data.cache_images`)")
