@@ -1,6 +1,6 @@
 """Build the bundled `synthfaces-tiny` weights: train both stages on SynthFaces, score them, write the card.
 
-    python benchmarks/make_synthfaces_tiny.py                 # about two hours on 2 CPU cores
+    python benchmarks/make_synthfaces_tiny.py                 # about three hours on 2 CPU cores
     python benchmarks/make_synthfaces_tiny.py --work runs     # where the training runs go (reused if complete)
     python benchmarks/make_synthfaces_tiny.py --set stage1:optim.max_steps=40000 --set stage1:optim.batch_size=128
                                                               # any config value of a phase, e.g. for a GPU
@@ -51,7 +51,7 @@ def run(cmd: list[str]) -> None:
 
 
 PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage1_decay", "stage1_texshape", "stage1_texshape_decay",
-          "stage2")
+          "stage1_light", "stage1_light_decay", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
