@@ -178,6 +178,9 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     if any(c.data.clip_length != PAPER["clip_length"] for c in stage2):
         notes.append(f"Stage-2 clips of {', '.join(sorted({str(c.data.clip_length) for c in stage2}))} frames "
                      "(`data.clip_length`; released 16)")
+    if any(c.data.clip_light == "frame" for c in stage2):
+        notes.append("a new light for every frame of the Stage-2 clips (`data.clip_light = \"frame\"`; released: "
+                     "real videos, whose light holds within a clip)")
     gammas = sorted({c.loss.rdm_snr_gamma for c in stage2 if c.loss.rdm_snr_gamma is not None})
     if gammas:
         notes.append(f"RDM loss weight min(SNR(t), {', '.join(f'{g:g}' for g in gammas)}) (`loss.rdm_snr_gamma`, "
@@ -277,8 +280,8 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
     if held is not None:
         h = held["results"]["features"]
         lines += ["Identity retrieval with the light and 2D offset of each identity's first image given to all its "
-                  "images (`--hold light,shift`): only expression and head angles vary, as within a clip, so this is "
-                  "the variation Stage 2 learns to remove (light is fixed within every training clip):", "",
+                  "images (`--hold light,shift`): only expression and head angles vary, as within a video clip, "
+                  "and Stage 2 learns to remove all of this variation:", "",
                   "| features | all factors vary: top-1 | mAP | light and offset held: top-1 | mAP |",
                   "|---|---:|---:|---:|---:|"]
         for name in ("raw_texture", "identity_texture", "raw_shape", "identity_shape"):

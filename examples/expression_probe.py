@@ -10,7 +10,7 @@ first half of the identities and tests it on the other half (so no test person w
 test accuracy of both beside chance and writes `probe.json` to the output folder.
 
 scikit-learn is needed for this example only (`pip install scikit-learn`). `synthfaces-tiny` is a small model
-trained on SynthFaces on a CPU: its latents encode expression only in part (0.29 on this small set, 0.41 on its
+trained on SynthFaces on a CPU: its latents encode expression only in part (0.29 on this small set, 0.40 on its
 card's 1,024 test images, chance 0.14; a noisy number on few faces); the
 official weights (`--weights latentface-official`) are what the paper's FER numbers are about.
 """

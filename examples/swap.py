@@ -11,9 +11,9 @@ with its identity (A's identity + B's expression in A's row, B's identity + A's 
 how large the expression parts are and how far each swap moved the latents.
 
 `synthfaces-tiny` is a small model trained on SynthFaces on a CPU, and a weak disentangler: its expression parts
-are 8-23% of the latents of the sample faces (they keep the expression of the raw latents; its identity parts
+are 13-30% of the latents of the sample faces (they keep the expression of the raw latents; its identity parts
 carry less of it, clearly so for shape: see its model card), and the swaps change the frontal renders only
-slightly (0.011-0.015 on average). Results on real faces need the official weights with the RDM
+slightly (about 0.025 on average). Results on real faces need the official weights with the RDM
 (`--weights latentface-official`, see the README's "Real photos").
 """
 

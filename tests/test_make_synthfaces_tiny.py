@@ -101,9 +101,10 @@ def test_card_names_model_deviations(settings: dict, expected: list[str]) -> Non
 @pytest.mark.parametrize("released", [True, False])
 def test_card_names_stage2_deviations(released: bool) -> None:
     overrides = (["optim.batch_size=1", "optim.weight_decay=5e-4", "optim.lr=1e-4", "loss.rdm_snr_gamma=none",
-                  "data.clip_length=16"]
+                  "data.clip_length=16", "data.clip_light=clip"]
                  if released else
-                 ["optim.batch_size=4", "optim.weight_decay=0", "loss.rdm_snr_gamma=5", "data.clip_length=32"])
+                 ["optim.batch_size=4", "optim.weight_decay=0", "loss.rdm_snr_gamma=5", "data.clip_length=32",
+                  "data.clip_light=frame"])
     phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
                              overrides if p == "stage2" else []) for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
@@ -111,7 +112,8 @@ def test_card_names_stage2_deviations(released: bool) -> None:
     machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
     text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
     for phrase in ("Stage-2 batch 4 clips (released 1)", "weight decay 0 in some phases", "min(SNR(t), 5)",
-                   "8 GroupNorm groups in the RDM (released 32)", "Stage-2 clips of 32 frames"):
+                   "8 GroupNorm groups in the RDM (released 32)", "Stage-2 clips of 32 frames",
+                   "a new light for every frame of the Stage-2 clips"):
         assert (phrase in text) != released, phrase
 
 

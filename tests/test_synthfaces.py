@@ -198,6 +198,21 @@ def test_clips_are_smooth_and_prefix_stable() -> None:
     assert factors.pose.yaw.std() > 0
 
 
+def test_clip_light_per_frame_changes_only_the_light() -> None:
+    held = sample_clip(0, "train", 2, 1, range(9), SynthConfig())
+    varied = sample_clip(0, "train", 2, 1, range(9), SynthConfig(clip_light="frame"))
+    assert torch.equal(varied.pose.stacked(), held.pose.stacked())
+    assert torch.equal(varied.expression.actions, held.expression.actions)
+    lights = varied.light.stacked()
+    assert torch.unique(lights, dim=0).shape[0] == 9
+    assert torch.equal(lights[3:6], sample_clip(0, "train", 2, 1, range(3, 6), SynthConfig(clip_light="frame"))
+                       .light.stacked())
+    config = SynthConfig()
+    assert ((lights[:, 0] >= config.ambient[0]) & (lights[:, 0] <= config.ambient[1])).all()
+    with pytest.raises(ValueError, match="clip_light"):
+        SynthConfig(clip_light="image")
+
+
 @pytest.mark.parametrize("hold", [("light",), ("shift",), ("pose",), ("expression",), ("light", "shift")])
 def test_held_factors_are_shared_by_an_identity(hold: tuple[str, ...]) -> None:
     free = SynthFacesImages(3, 4, split="val")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from latentface import LatentFace
 from latentface.training.config import TrainConfig, load_train_config
+from latentface.training.data import build_dataset
 from latentface.training.trainer import Trainer, build_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train.py"
@@ -84,11 +85,21 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["init=x", "init_texture_encoder=depth"], "init_texture_encoder"),
     (["init_texture_encoder=shape"], "with init="),
     (["stage=2", "init=x", "init_texture_encoder=shape"], "stage 1 with init="),
+    (["stage=2", "init=x", "data.clip_light=image"], "data.clip_light must be one of"),
+    (["data.clip_light=frame"], "stage 2 on data.kind='synthfaces'"),
     (["lr"], "section.key=value"),
 ])
 def test_config_errors(overrides: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         load_train_config(None, overrides)
+
+
+@pytest.mark.parametrize(("clip_light", "lights"), [("clip", 1), ("frame", 3)])
+def test_stage2_synthfaces_clips_take_the_clip_light_setting(clip_light: str, lights: int) -> None:
+    config = load_train_config(None, ["stage=2", "init=x", "data.identities=2", "data.samples_per_identity=1",
+                                      "data.clip_length=3", f"data.clip_light={clip_light}"])
+    clips = build_dataset(config.data, 2, 64)
+    assert torch.unique(clips.batch(range(1)).light_code, dim=0).shape[0] == lights
 
 
 def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path: Path) -> None:

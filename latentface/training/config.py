@@ -20,6 +20,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from latentface.data.synthfaces.factors import CLIP_LIGHTS
+
 PERCEPTUAL_NETS = ("vgg16", "onet")
 DATA_KINDS = ("synthfaces", "synthfaces_folder", "image_folder", "celeba", "clip_folder", "voxceleb")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -51,6 +53,9 @@ class DataConfig:
             RGB in the run folder (``images.pt``) and train on those: the same images up to 8-bit rounding,
             without rendering or decoding at every step. Readers that draw new frames every epoch keep the first
             epoch's.
+        clip_light: Stage 2 on ``synthfaces`` only: ``"clip"`` (one light per clip, as in a real video) or
+            ``"frame"`` (a new light for every frame, so the clip mean the RDMs learn to predict holds no light:
+            a data deviation, `latentface.data.synthfaces.SynthConfig.clip_light`).
     """
 
     kind: str = "synthfaces"
@@ -66,6 +71,7 @@ class DataConfig:
     num_workers: int = 0
     cache_latents: bool = False
     cache_images: bool = False
+    clip_light: str = "clip"
 
 
 @dataclass
@@ -183,6 +189,10 @@ class TrainConfig:
             raise ValueError("data.cache_latents applies to stage 2 only (Stage 1 trains the encoders)")
         if self.data.cache_images and self.stage != 1:
             raise ValueError("data.cache_images applies to stage 1 only (stage 2 caches latents: data.cache_latents)")
+        if self.data.clip_light not in CLIP_LIGHTS:
+            raise ValueError(f"data.clip_light must be one of {CLIP_LIGHTS}, got {self.data.clip_light!r}")
+        if self.data.clip_light != "clip" and (self.stage != 2 or self.data.kind != "synthfaces"):
+            raise ValueError("data.clip_light applies to stage 2 on data.kind='synthfaces' only")
         if self.data.on_error not in ("skip", "raise"):
             raise ValueError(f"data.on_error must be 'skip' or 'raise', got {self.data.on_error!r}")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -26,7 +26,7 @@ def build_dataset(config: DataConfig, stage: int, image_size: int) -> Dataset:
     if config.kind == "synthfaces":
         from latentface.data.synthfaces import SynthConfig, SynthFacesClips, SynthFacesImages
 
-        world = SynthConfig(size=image_size)
+        world = SynthConfig(size=image_size, clip_light=config.clip_light)
         if stage == 1:
             return SynthFacesImages(config.identities, config.samples_per_identity, split=config.split,
                                     seed=config.seed, config=world)

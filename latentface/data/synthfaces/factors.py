@@ -7,7 +7,8 @@ Every random draw comes from its own `torch.Generator`, seeded by a hash of ``(s
   identity's noise textures. The split name is part of the key, so train, val and test identities are drawn
   from disjoint streams (``identity`` indices restart at 0 in every split but name different people);
 - image sample ``k`` of identity ``i``: ``(seed, split, "image", i, k)``: expression, pose and light;
-- video clip ``k`` of identity ``i``: light from ``(seed, split, "clip", i, k)``, and keyframe ``n`` of its
+- video clip ``k`` of identity ``i``: light from ``(seed, split, "clip", i, k)`` (with ``clip_light="frame"``,
+  frame ``f``'s from ``(seed, split, "clip", i, k, "light", f)``), and keyframe ``n`` of its
   expression and pose from ``(seed, split, "clip", i, k, "key", n)``; frame ``f`` blends keyframes
   ``f // keyframe_interval`` and the next one with a smoothstep, so clips are smooth in time and frame ``f``
   does not depend on the clip length.
@@ -115,6 +116,10 @@ ACTION_JITTER = 0.05
 _SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
 
 
+CLIP_LIGHTS = ("clip", "frame")
+"""Light of a video clip's frames (`SynthConfig.clip_light`): one per clip, or a new one for every frame."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Ranges of the SynthFaces world.
@@ -129,6 +134,8 @@ class SynthConfig:
         asymmetry_prob: probability that an identity gets asymmetric details (flagged in its parameters).
         keyframe_interval: frames between the keyframes of a video clip.
         clip_pose_step: largest change of each pose angle between keyframes, as a fraction of its range.
+        clip_light: ``"clip"``: one light per video clip (as in a real video); ``"frame"``: a new light for every
+            frame, so a clip's mean averages the light out too (a Stage-2 data option).
     """
 
     size: int = 64
@@ -143,6 +150,7 @@ class SynthConfig:
     asymmetry_prob: float = 0.0
     keyframe_interval: int = 8
     clip_pose_step: float = 0.4
+    clip_light: str = "clip"
 
     def __post_init__(self) -> None:
         if self.size < 64 or self.size & (self.size - 1):
@@ -161,6 +169,8 @@ class SynthConfig:
             raise ValueError(f"asymmetry_prob must be in [0, 1], got {self.asymmetry_prob}")
         if self.keyframe_interval < 1:
             raise ValueError(f"keyframe_interval must be at least 1, got {self.keyframe_interval}")
+        if self.clip_light not in CLIP_LIGHTS:
+            raise ValueError(f"clip_light must be one of {CLIP_LIGHTS}, got {self.clip_light!r}")
 
 
 @dataclass
@@ -476,7 +486,8 @@ def _clip_keyframes(seed: int, split: str, identity: int, clip: int, last: int, 
 
 
 def sample_clip(seed: int, split: str, identity: int, clip: int, frames: Sequence[int], config: SynthConfig) -> Factors:
-    """Factors of frames of one video clip (one identity, one light, smooth expression and pose).
+    """Factors of frames of one video clip (one identity, one light unless ``config.clip_light == "frame"``,
+    smooth expression and pose).
 
     The expression actions and angles of frame ``f`` are the smoothstep blend of keyframes
     ``n = f // keyframe_interval`` and ``n + 1`` (weight ``w`` of the later one); its label and intensity are
@@ -504,8 +515,12 @@ def sample_clip(seed: int, split: str, identity: int, clip: int, frames: Sequenc
     actions = blend[:, 2:2 + n_act]
     intensity = nearer[:, 1]
     pose = torch.cat([blend[:, 2 + n_act:5 + n_act], first[:, 5 + n_act:]], dim=1)  # shifts are constant
-    light = _light(_uniform(stream(seed, split, "clip", identity, clip), 4)[None], config)
     n = len(frames)
+    if config.clip_light == "frame":
+        light = _light(torch.stack([_uniform(stream(seed, split, "clip", identity, clip, "light", f), 4)
+                                    for f in frames]), config)
+    else:
+        light = _light(_uniform(stream(seed, split, "clip", identity, clip), 4)[None], config).expand(n, 4)
     identities = _identities_of(seed, split, [identity], config).index(torch.zeros(n, dtype=torch.long))
     return _assemble(split, identities, [identity] * n, [clip] * n, list(frames), label, intensity, actions, pose,
-                     light.expand(n, 4))
+                     light)
