@@ -121,6 +121,13 @@ PAPER = {"lr": 1e-4, "weight_decay": 5e-4, "batch_size": 64, "clips_per_step": 1
 the card compares with."""
 
 
+def _probe_selection(probe_chance: dict[str, Any]) -> str:
+    """How a disentangle report's probe chose its L2 weight, in words."""
+    if probe_chance.get("folds"):
+        return f"{probe_chance['folds']}-fold cross-validation over the training identities"
+    return "a stratified fifth of the training images"
+
+
 def _machine_text(machine: dict[str, Any]) -> str:
     where = f"{machine['gpu']} GPU" if machine.get("gpu") else f"{machine['cpu_usable']}-core CPU"
     return f"{where} ({machine['cpu_model']}), torch {machine['torch']}"
@@ -252,7 +259,8 @@ def card(commands: list[list[str]], phases: dict[str, TrainConfig], model: dict[
     lines += [
         f"Disentanglement, {dis['num_images']} images of {dis['settings']['data']['identities']} identities "
         "(`benchmarks/disentangle.py`): identity retrieval by cosine similarity across expressions, poses and light",
-        "(top-1, mAP), and a linear expression probe trained on half of the identities, tested on the other half:", "",
+        "(top-1, mAP), and a linear expression probe trained on half of the identities, tested on the other half "
+        f"(L2 weight chosen by {_probe_selection(chance['probe'])}):", "",
         "| features | retrieval top-1 | retrieval mAP | expression probe accuracy |", "|---|---:|---:|---:|",
     ]
     for name in ("raw_both", "identity_both", "expression_both", "raw_texture", "identity_texture", "raw_shape",

@@ -261,10 +261,12 @@ def test_disentangle_true_maps_are_the_ground_truth_pooled() -> None:
                                F.avg_pool2d(truth.canonical_normal, 4))
 
 
-def test_identity_halves_and_probe_val_fraction() -> None:
+def test_identity_halves_and_probe_selection() -> None:
     dis = _script("disentangle")
     train, test = dis.identity_halves(torch.tensor([5, 5, 2, 2, 9, 7]))
     assert train.tolist() == [True, True, True, True, False, False] and torch.equal(test, ~train)
     assert dis.probe_val_fraction(torch.tensor([0, 1, 2])) is None
     assert dis.probe_val_fraction(torch.tensor([0, 0, 1])) == pytest.approx(0.5)
     assert dis.probe_val_fraction(torch.tensor([0] * 5 + [1])) == 0.2
+    assert dis.probe_folds(torch.tensor([4, 4, 1])) == 2 and dis.probe_folds(torch.tensor([3, 3])) is None
+    assert dis.probe_folds(torch.arange(32).repeat(2)) == dis.PROBE_FOLDS == 4

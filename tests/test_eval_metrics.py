@@ -422,6 +422,44 @@ def test_linear_probe_on_random_labels_is_near_chance_and_deterministic() -> Non
     assert torch.equal(again.per_class_accuracy, result.per_class_accuracy)
 
 
+def _identity_biased(seed: int, identities: int, per_identity: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Items whose identity predicts their class (each identity has a favourite class, and a large feature offset)
+    beside one weak class signal shared by all identities: memorising identities helps only on seen ones."""
+    generator = torch.Generator().manual_seed(seed)
+    identity = torch.arange(identities).repeat_interleave(per_identity)
+    favourite = torch.randint(0, 3, (identities,), generator=generator)
+    other = torch.randint(0, 3, (len(identity),), generator=generator)
+    y = torch.where(torch.rand(len(identity), generator=generator) < 0.8, favourite[identity], other)
+    x = 3 * torch.randn(identities, 64, generator=generator)[identity] + torch.randn(len(identity), 64,
+                                                                                     generator=generator)
+    x[:, 0] = 0.8 * y + torch.randn(len(identity), generator=generator)
+    return x, y, identity
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_linear_probe_group_folds_score_unseen_groups(seed: int) -> None:
+    x, y, identity = _identity_biased(seed, 60, 12)
+    train = identity < 30
+    args = (x[train], y[train], x[~train], y[~train])
+    stratified = linear_probe(*args, seed=seed)
+    grouped = linear_probe(*args, seed=seed, groups=identity[train])
+    # A stratified split shares identities with the fit: its accuracy is that of memorised identities.
+    assert stratified.val_accuracy - stratified.accuracy > 0.3
+    # Group-disjoint folds score identities the fit never saw, as the test does.
+    assert abs(grouped.val_accuracy - grouped.accuracy) < 0.15
+    again = linear_probe(*args, seed=seed, groups=identity[train])
+    assert (again.accuracy, again.weight_decay, again.val_accuracy) == (
+        grouped.accuracy, grouped.weight_decay, grouped.val_accuracy)
+
+
+def test_linear_probe_group_folds_are_checked() -> None:
+    x, y, identity = _identity_biased(0, 6, 4)
+    with pytest.raises(ValueError, match="folds must be in"):
+        linear_probe(x, y, x, y, groups=identity, folds=7)
+    with pytest.raises(ValueError, match="groups must be"):
+        linear_probe(x, y, x, y, groups=identity[:-1])
+
+
 def test_linear_probe_chance_levels_and_absent_classes() -> None:
     # class 0 is the training majority; class 3 never occurs in the test split
     y_train = torch.tensor([0] * 30 + [1] * 10 + [2] * 10 + [3] * 10)

@@ -41,8 +41,9 @@ class ProbeResult:
         per_class_accuracy: (C,) recall of each class on the test split; NaN for classes absent from it.
         majority_accuracy: test accuracy of always predicting the most frequent training class.
         uniform_chance: 1 / number of classes.
-        weight_decay: the L2 weight selected on the validation split.
-        val_accuracy: validation accuracy of the selected weight.
+        weight_decay: the selected L2 weight.
+        val_accuracy: validation accuracy of the selected weight (mean over the folds with group-disjoint
+            cross-validation).
     """
 
     accuracy: float
@@ -130,16 +131,22 @@ def linear_probe(
     num_classes: int | None = None,
     weight_decays: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     val_fraction: float = 0.2,
+    groups: Tensor | None = None,
+    folds: int = 4,
     max_iter: int = 100,
     seed: int = 0,
 ) -> ProbeResult:
     """Multinomial logistic regression on standardised features (full-batch L-BFGS, CPU, float32).
 
     Features are standardised with the mean and std of the training set. The L2 weight (``0.5 * wd * ||W||^2``
-    added to the mean cross-entropy; bias not penalised) is selected by accuracy on a stratified validation
-    split carved from the training set (ties go to the larger weight), then the model is refit on the whole
-    training set. The grid is fit largest weight first, from zero and then each fit from the previous solution;
-    the refit starts from the selected one. With the seeded split the probe is deterministic.
+    added to the mean cross-entropy; bias not penalised) is selected by validation accuracy (ties go to the larger
+    weight), then the model is refit on the whole training set. Without `groups` the validation split is a
+    stratified split carved from the training set; the grid is fit largest weight first, from zero and then each
+    fit from the previous solution, and the refit starts from the selected one. With `groups` (e.g. identities,
+    when the test items belong to groups the training set lacks) the weight is selected by cross-validation over
+    `folds` group-disjoint folds (mean accuracy), so that selection scores unseen groups as the test does; each
+    fold and the refit walk the grid from the largest weight down, each fit from the previous solution. With the
+    seeded split or folds the probe is deterministic.
 
     Args:
         train_features: (N, D) training features.
@@ -148,7 +155,9 @@ def linear_probe(
         test_labels: (M,) integer labels.
         num_classes: number of classes; default ``max label + 1`` over both splits.
         weight_decays: the grid of L2 weights.
-        val_fraction: fraction of each training class held out for selection.
+        val_fraction: fraction of each training class held out for selection (without `groups`).
+        groups: (N,) group labels of the training items: select by group-disjoint cross-validation.
+        folds: number of group-disjoint folds (with `groups`; at most the number of groups).
         max_iter: L-BFGS iterations per fit.
         seed: seed of the validation split.
 
@@ -172,15 +181,32 @@ def linear_probe(
     z_train = (x_train - mean) / std
     z_test = (test_features.detach().to("cpu", torch.float32) - mean) / std
 
-    fit_idx, val_idx = stratified_split(y_train, val_fraction, seed, floor=True)
-    params = (torch.zeros(classes, z_train.shape[1]), torch.zeros(classes))
-    best_wd, best_val, best_params = math.nan, -1.0, params
-    for wd in sorted(weight_decays, reverse=True):
-        params = _fit(z_train[fit_idx], y_train[fit_idx], params, wd, max_iter)
-        val = float((_predict(params, z_train[val_idx]) == y_train[val_idx]).double().mean())
-        if val > best_val:
-            best_wd, best_val, best_params = wd, val, params
-    pred = _predict(_fit(z_train, y_train, best_params, best_wd, max_iter), z_test)
+    grid = sorted(weight_decays, reverse=True)
+    zeros = (torch.zeros(classes, z_train.shape[1]), torch.zeros(classes))
+    if groups is None:
+        fit_idx, val_idx = stratified_split(y_train, val_fraction, seed, floor=True)
+        best_wd, best_val, best_params = math.nan, -1.0, zeros
+        params = zeros
+        for wd in grid:
+            params = _fit(z_train[fit_idx], y_train[fit_idx], params, wd, max_iter)
+            val = float((_predict(params, z_train[val_idx]) == y_train[val_idx]).double().mean())
+            if val > best_val:
+                best_wd, best_val, best_params = wd, val, params
+        final = _fit(z_train, y_train, best_params, best_wd, max_iter)
+    else:
+        scores = torch.zeros(len(grid), dtype=torch.float64)
+        for val_mask in _group_folds(groups, len(y_train), folds, seed):
+            params = zeros
+            for i, wd in enumerate(grid):
+                params = _fit(z_train[~val_mask], y_train[~val_mask], params, wd, max_iter)
+                scores[i] += float((_predict(params, z_train[val_mask]) == y_train[val_mask]).double().mean())
+        scores /= folds
+        best = int(scores.argmax())  # first maximum: the larger weight wins ties
+        best_wd, best_val = grid[best], float(scores[best])
+        final = zeros
+        for wd in grid[: best + 1]:
+            final = _fit(z_train, y_train, final, wd, max_iter)
+    pred = _predict(final, z_test)
 
     true_pos = torch.bincount(y_test[pred == y_test], minlength=classes).double()
     support = torch.bincount(y_test, minlength=classes).double()
@@ -252,6 +278,19 @@ def probe_chance(
     return {"majority_accuracy": float((test_labels.detach().cpu() == majority).double().mean()),
             "uniform": 1.0 / num_classes,
             "majority_class": majority if class_names is None else class_names[majority]}
+
+
+def _group_folds(groups: Tensor, n: int, folds: int, seed: int) -> list[Tensor]:
+    """Boolean validation masks of `folds` group-disjoint folds: the groups in a seeded random order, dealt out
+    in turn."""
+    groups = groups.detach().to("cpu", torch.long)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must be ({n},), got {tuple(groups.shape)}")
+    unique = torch.unique(groups)
+    if not 2 <= folds <= len(unique):
+        raise ValueError(f"folds must be in [2, {len(unique)}] (the number of groups), got {folds}")
+    order = unique[torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed))]
+    return [torch.isin(groups, order[f::folds]) for f in range(folds)]
 
 
 def _fit(
