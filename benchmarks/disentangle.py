@@ -270,10 +270,10 @@ def score_features(feats: dict[str, Tensor], identity: Tensor, expression: Tenso
             row["probe_skipped"] = ("too few training identities for identity folds" if selection == "identity"
                                     else "too few training items per class for a validation split")
         else:
-            groups = {"groups": identity[train], "folds": folds} if folds is not None else {}
+            chooser = ({"groups": identity[train], "folds": folds} if folds is not None
+                       else {"val_fraction": val_fraction})
             p = linear_probe(x[train], expression[train], x[test], expression[test], num_classes=num_classes,
-                             val_fraction=val_fraction or PROBE_VAL_FRACTION, max_iter=max_iter, seed=seed,
-                             **groups)
+                             max_iter=max_iter, seed=seed, **chooser)
             row["probe"] = {"accuracy": p.accuracy, "macro_f1": p.macro_f1,
                             "per_class_accuracy": [finite(v) for v in p.per_class_accuracy.tolist()],
                             "weight_decay": p.weight_decay, "val_accuracy": p.val_accuracy}

@@ -261,6 +261,20 @@ def test_disentangle_true_maps_are_the_ground_truth_pooled() -> None:
                                F.avg_pool2d(truth.canonical_normal, 4))
 
 
+@pytest.mark.parametrize("selection", ["identity", "stratified"])
+def test_score_features_probe_selection(selection: str) -> None:
+    dis = _script("disentangle")
+    generator = torch.Generator().manual_seed(0)
+    identity = torch.arange(16).repeat_interleave(14)
+    expression = torch.arange(7).repeat(32)
+    feats = {"raw_shape": torch.randn(len(identity), 8, generator=generator) + 4 * expression[:, None].float()}
+    out = dis.score_features(feats, identity, expression, seed=0, progress=False, selection=selection)
+    chance = out["chance"]["probe"]
+    assert chance["selection"] == selection
+    assert (chance["folds"], chance["val_fraction"]) == ((4, None) if selection == "identity" else (None, 0.2))
+    assert out["features"]["raw_shape"]["probe"]["accuracy"] > 0.9
+
+
 def test_identity_halves_and_probe_selection() -> None:
     dis = _script("disentangle")
     train, test = dis.identity_halves(torch.tensor([5, 5, 2, 2, 9, 7]))
