@@ -7,7 +7,7 @@ import torch
 from conftest import seeded_model, tiny_config
 
 from latentface.errors import WeightsError
-from latentface.training.stage2 import Stage2Objective
+from latentface.training.stage2 import Stage2Objective, clip_targets
 
 
 def test_targets_are_clip_means_and_stage1_gets_no_gradient() -> None:
@@ -21,6 +21,32 @@ def test_targets_are_clip_means_and_stage1_gets_no_gradient() -> None:
     assert all(p.grad is None for p in model.albedo_net.parameters())
     assert all(p.grad is not None for p in model.albedo_rdm.parameters() if p.requires_grad)
     torch.testing.assert_close(out.loss, out.albedo + out.depth)
+
+
+@pytest.mark.parametrize(("frames", "gap"), [(5, 1), (8, 3), (8, 4), (64, 16)])
+def test_clip_targets_leave_out_the_frames_nearer_than_the_gap(frames: int, gap: int) -> None:
+    latents = torch.randn(2, frames, 6, generator=torch.Generator().manual_seed(frames + gap))
+    targets = clip_targets(latents, gap)
+    for i in range(frames):
+        kept = [j for j in range(frames) if abs(i - j) >= gap]
+        torch.testing.assert_close(targets[:, i], latents[:, kept].mean(1))
+    torch.testing.assert_close(clip_targets(latents, 0), latents.mean(1, keepdim=True).expand_as(latents))
+
+
+def test_clip_targets_refuse_a_gap_that_empties_a_target() -> None:
+    clip_targets(torch.zeros(1, 5, 2), 2)  # the middle frame keeps frames 0 and 4
+    with pytest.raises(ValueError, match="target gap"):
+        clip_targets(torch.zeros(1, 5, 2), 3)
+
+
+def test_the_target_gap_reaches_the_loss_targets() -> None:
+    model = seeded_model(tiny_config())
+    clips = torch.rand(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = Stage2Objective(model, target_gap=2)(clips, generator=torch.Generator().manual_seed(1))
+    for name in ("texture", "shape"):
+        lat = getattr(out.latents, name).view(1, 4, -1)
+        torch.testing.assert_close(getattr(out.targets, name).view(1, 4, -1), clip_targets(lat, 2))
+        torch.testing.assert_close(getattr(out.targets, name)[0], lat[0, 2:].mean(0))  # frame 0: frames 2 and 3
 
 
 def test_the_same_generator_gives_the_same_loss() -> None:

@@ -79,6 +79,8 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["data.kind=mnist"], "data.kind"),
     (["mixed_precision=fp8"], "mixed_precision"),
     (["loss.rdm_snr_gamma=0"], "rdm_snr_gamma"),
+    (["loss.rdm_target_gap=-1"], "rdm_target_gap"),
+    (["stage=2", "init=x", "data.clip_length=16", "loss.rdm_target_gap=9"], "empty target: at most 8"),
     (["loss.perceptual_net=alexnet"], "perceptual_net"),
     (["optim.lr_schedule=linear"], "lr_schedule"),
     (["stage=2", "init=x", "data.cache_images=true"], "stage 1 only"),
@@ -199,7 +201,10 @@ def test_two_processes_on_cpu(tmp_path: Path) -> None:
 def test_stage2_trains_the_rdms_on_clips(tmp_path: Path) -> None:
     stage1 = Trainer(_config(tmp_path, "s1", "optim.max_steps=1")).train()
     config = _stage2_config(tmp_path, stage1, "s2", "optim.grad_clip=1.0", "optim.max_steps=3")
-    model = LatentFace.from_pretrained(Trainer(config).train())
+    trainer = Trainer(config)
+    assert trainer.objective.target_gap == 0  # the released clip-mean target
+    assert Trainer(_stage2_config(tmp_path, stage1, "gap", "loss.rdm_target_gap=1")).objective.target_gap == 1
+    model = LatentFace.from_pretrained(trainer.train())
     before = LatentFace.from_pretrained(stage1)
     assert model.config.rdm_width == 32
     assert torch.equal(model.albedo_net.decoder[0].weight, before.albedo_net.decoder[0].weight)  # Stage 1 frozen

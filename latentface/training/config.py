@@ -117,6 +117,10 @@ class LossConfig:
         rdm_snr_gamma: Stage 2: ``"none"`` (None) weights each frame's x0 error by SNR(t), as released; a number
             caps that weight (Min-SNR weighting, a deviation), so the nearly clean timesteps, where predicting x0
             is trivial, stop dominating the loss.
+        rdm_target_gap: Stage 2: 0 makes every frame's target the mean latent of its whole clip, as released; a
+            positive number leaves out of frame ``i``'s target the frames ``j`` with ``|i - j| < rdm_target_gap``
+            (a deviation), so a frame's own expression, which its neighbours share, stays out of the identity it
+            learns to predict. Every frame must keep at least one frame in its target: at most ``clip_length // 2``.
     """
 
     lam_flip: float = 0.5
@@ -126,6 +130,7 @@ class LossConfig:
     perceptual_net: str = "vgg16"
     perceptual_weights: str = "imagenet"
     rdm_snr_gamma: float | None = None
+    rdm_target_gap: int = 0
 
 
 @dataclass
@@ -211,6 +216,12 @@ class TrainConfig:
             raise ValueError(f"loss.perceptual_net must be one of {PERCEPTUAL_NETS}, got {self.loss.perceptual_net!r}")
         if self.loss.rdm_snr_gamma is not None and not self.loss.rdm_snr_gamma > 0:
             raise ValueError(f"loss.rdm_snr_gamma must be positive or none, got {self.loss.rdm_snr_gamma}")
+        if self.loss.rdm_target_gap < 0:
+            raise ValueError(f"loss.rdm_target_gap must be 0 or positive, got {self.loss.rdm_target_gap}")
+        if self.stage == 2 and self.loss.rdm_target_gap > self.data.clip_length // 2:
+            raise ValueError(f"loss.rdm_target_gap {self.loss.rdm_target_gap} leaves some frame of a "
+                             f"{self.data.clip_length}-frame clip with an empty target: at most "
+                             f"{self.data.clip_length // 2}")
 
     def model_settings(self) -> dict[str, Any]:
         """The `model` table with ``"none"`` read as None."""

@@ -30,11 +30,39 @@ class Stage2Output:
     targets: Latents
 
 
+def clip_targets(latents: Tensor, gap: int = 0) -> Tensor:
+    """Every frame's Stage-2 target: the mean latent of its clip's frames that lie at least `gap` frames from it.
+
+    With ``gap = 0`` every frame's target is its whole clip's mean, as released. Neighbouring frames share a
+    frame's expression (a face holds it for a while; SynthFaces blends keyframes 8 frames apart), so the clip mean
+    keeps some of each frame's own expression, and a denoiser that predicts it from the frame learns to pass that
+    part through; leaving the neighbours out (a deviation) gives a target that knows the frame only through the rest
+    of its clip.
+
+    Args:
+        latents: (B, T, D) latents of B clips of T frames, in time order.
+        gap: frames ``j`` with ``|i - j| < gap`` are left out of frame ``i``'s target; at most ``T // 2`` so
+            that every frame keeps one.
+
+    Returns:
+        (B, T, D) targets.
+    """
+    t = latents.shape[1]
+    if gap == 0:
+        return latents.mean(1, keepdim=True).expand_as(latents)
+    if not 0 < gap <= t // 2:
+        raise ValueError(f"target gap must lie in [0, {t // 2}] for {t}-frame clips, got {gap}")
+    index = torch.arange(t, device=latents.device)
+    weights = ((index[:, None] - index[None]).abs() >= gap).to(latents.dtype)
+    return torch.einsum("ij,bjd->bid", weights / weights.sum(1, keepdim=True), latents)
+
+
 class Stage2Objective(nn.Module):
     """SNR-weighted x0-prediction loss of both RDMs, Stage 1 frozen (LatentFace's released Stage-2 code).
 
-    For every frame of a clip, the target x0 is the mean of the clip's latents (time-invariant: identity) and the
-    condition is the frame's own latent; t is drawn uniformly in [0, num_train_timesteps) per frame.
+    For every frame of a clip, the target x0 is the mean of the clip's latents (time-invariant: identity; see
+    `clip_targets` for the option that leaves a frame's neighbours out) and the condition is the frame's own latent;
+    t is drawn uniformly in [0, num_train_timesteps) per frame.
 
     As the released code, every frame is also reconstructed with the light of its clip's first frame and the
     confidence-weighted L1 of both branches (``l1 + 0.5 l1_flip``) is reported as ``reconstruction``: a
@@ -45,14 +73,17 @@ class Stage2Objective(nn.Module):
         model: the LatentFace model; its Stage-1 networks are used without gradients, its RDMs are trained.
         snr_gamma: None for the released SNR(t) weight of each frame's error; a number caps the weight at it
             (Min-SNR weighting, a deviation: see `latentface.diffusion.x0_loss`).
+        target_gap: 0 for the released clip-mean target; a positive number leaves out of each frame's target the
+            frames nearer to it than that (`clip_targets`, a deviation).
     """
 
-    def __init__(self, model: LatentFace, snr_gamma: float | None = None) -> None:
+    def __init__(self, model: LatentFace, snr_gamma: float | None = None, target_gap: int = 0) -> None:
         super().__init__()
         if model.albedo_rdm is None or model.depth_rdm is None:
             raise WeightsError("Stage 2 needs a model with RDMs (config rdm_width is None)")
         self.model = model
         self.snr_gamma = snr_gamma
+        self.target_gap = target_gap
 
     def forward(self, clips: Tensor | Latents, generator: torch.Generator | None = None, *,
                 reconstruction: bool = True) -> Stage2Output:
@@ -81,7 +112,7 @@ class Stage2Objective(nn.Module):
                 codes = self.model.encode_batch(clips.flatten(0, 1))
             latents = Latents(texture=codes.texture, shape=codes.shape)
         targets = Latents(**{
-            name: getattr(latents, name).view(b, t, -1).mean(1, keepdim=True).expand(b, t, -1).reshape(b * t, -1)
+            name: clip_targets(getattr(latents, name).view(b, t, -1), self.target_gap).reshape(b * t, -1)
             for name in ("texture", "shape")
         })
         losses = {}

@@ -152,7 +152,7 @@ class Trainer:
             objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc,
                                                    config.loss.lam_depth_sm)
         else:
-            objective = Stage2Objective(model, config.loss.rdm_snr_gamma)
+            objective = Stage2Objective(model, config.loss.rdm_snr_gamma, config.loss.rdm_target_gap)
         self.dataset: Dataset = build_dataset(config.data, config.stage, model.config.image_size)
         self.cache_skipped = 0
         if config.stage == 2 and config.data.cache_latents:
