@@ -192,6 +192,10 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
     if gammas:
         notes.append(f"RDM loss weight min(SNR(t), {', '.join(f'{g:g}' for g in gammas)}) (`loss.rdm_snr_gamma`, "
                      "Min-SNR; released SNR(t))")
+    gaps = sorted({c.loss.rdm_target_gap for c in stage2 if c.loss.rdm_target_gap})
+    if gaps:
+        notes.append(f"each frame's Stage-2 target leaves out the frames nearer than {', '.join(map(str, gaps))} to it "
+                     "(`loss.rdm_target_gap`; released: the mean of the whole clip)")
     if model.get("rdm_norm_groups", PAPER["rdm_norm_groups"]) != PAPER["rdm_norm_groups"]:
         notes.append(f"{model['rdm_norm_groups']} GroupNorm groups in the RDM (released 32)")
     if (model["min_depth"], model["max_depth"]) != PAPER["depth_range"]:
