@@ -166,6 +166,10 @@ def _deviations(phases: dict[str, TrainConfig], model: dict[str, Any]) -> str:
         notes.append("Stage-1 images rendered once and stored in 8 bits (`data.cache_images`)")
     if any(c.loss.lam_depth_sm != PAPER["lam_depth_sm"] for c in stage1):
         notes.append("Unsup3D's depth smoothness term in some phases (`lam_depth_sm`; 0 for its faces)")
+    caps = sorted({c.loss.sigma_max for c in stage1 if c.loss.sigma_max is not None})
+    if caps:
+        notes.append(f"confidence maps capped at {', '.join(f'{cap:g}' for cap in caps)} in some phases "
+                     "(`loss.sigma_max`; released unbounded)")
     lrs = sorted({c.optim.lr for c in phases.values()} - {PAPER["lr"]})
     if lrs:
         notes.append(f"learning rate {', '.join(f'{lr:g}' for lr in lrs)} (released 1e-4)")

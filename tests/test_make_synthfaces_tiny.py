@@ -117,6 +117,17 @@ def test_card_names_stage2_deviations(released: bool) -> None:
         assert (phrase in text) != released, phrase
 
 
+@pytest.mark.parametrize("sigma_max", ["none", "0.08"])
+def test_card_names_the_confidence_cap(sigma_max: str) -> None:
+    phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml",
+                                   [f"loss.sigma_max={sigma_max}"] if p.startswith("stage1") else [])
+              for p in build.PHASES}
+    model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())
+    machine = {"cpu_model": "AMD EPYC", "cpu_usable": 2, "torch": "2.14.1", "gpu": None}
+    text = build.card([["python"]], phases, model, _results("reconstruction"), _results("disentangle"), machine)
+    assert ("confidence maps capped at 0.08 in some phases" in text) == (sigma_max != "none")
+
+
 def test_card_shows_retrieval_with_held_factors() -> None:
     phases = {p: load_train_config(ROOT / "benchmarks" / "configs" / f"synthfaces_tiny_{p}.toml") for p in build.PHASES}
     model = json.loads((ROOT / "latentface" / "weights" / "synthfaces-tiny" / "config.json").read_text())

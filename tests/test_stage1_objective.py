@@ -18,7 +18,7 @@ from latentface.training.losses import (
     photometric_loss,
     vgg16_relu3_3,
 )
-from latentface.training.stage1 import Stage1Objective
+from latentface.training.stage1 import Stage1Objective, reconstruction_losses
 
 
 def test_photometric_loss_values() -> None:
@@ -125,3 +125,29 @@ def test_depth_smoothness_term() -> None:
     torch.testing.assert_close(out.depth_smoothness, expected)
     with pytest.raises(ValueError, match="perceptual"):
         Stage1Objective(model, None)
+
+
+@pytest.mark.parametrize("sigma_max", [None, 0.5, 1e3])
+def test_sigma_max_caps_both_confidence_maps(sigma_max: float | None) -> None:
+    model = seeded_model(tiny_config(rdm_width=None)).eval()
+    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4)).requires_grad_(False)
+    perceptual = PerceptualLoss(features)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        codes = model.encode_batch(x)
+        got = reconstruction_losses(model, x, codes, perceptual, sigma_max)
+        sigma_pixel, sigma_perceptual = model.confidence_net(x * 2 - 1)
+    cap = math.inf if sigma_max is None else sigma_max
+    assert sigma_pixel.min() < 0.5 < sigma_pixel.max()  # a cap of 0.5 changes some weights but not all
+    sigma_pixel, sigma_perceptual = sigma_pixel.clamp(max=cap), sigma_perceptual.clamp(max=cap)
+    mask = got.rendering.mask[:, None].float()
+    recon = (got.rendering.image - 0.5) * mask + 0.5
+    torch.testing.assert_close(got.l1, photometric_loss(recon[:2], x, mask[:2], sigma_pixel[:, :1]))
+    torch.testing.assert_close(got.l1_flip, photometric_loss(recon[2:], x, mask[2:], sigma_pixel[:, 1:]))
+    torch.testing.assert_close(got.perceptual, perceptual(recon[:2], x, mask[:2], sigma_perceptual[:, :1]))
+    uncapped = reconstruction_losses(model, x, codes, perceptual)
+    assert (got.l1 == uncapped.l1) == (sigma_max != 0.5)
+    objective = Stage1Objective(model, perceptual, sigma_max=sigma_max)
+    assert objective.sigma_max == sigma_max
+    with torch.no_grad():
+        torch.testing.assert_close(objective(x).l1, got.l1)

@@ -80,6 +80,7 @@ def test_config_defaults_overrides_and_round_trip(tmp_path: Path) -> None:
     (["mixed_precision=fp8"], "mixed_precision"),
     (["loss.rdm_snr_gamma=0"], "rdm_snr_gamma"),
     (["loss.rdm_target_gap=-1"], "rdm_target_gap"),
+    (["loss.sigma_max=0"], "sigma_max"),
     (["stage=2", "init=x", "data.clip_length=16", "loss.rdm_target_gap=9"], "empty target: at most 8"),
     (["loss.perceptual_net=alexnet"], "perceptual_net"),
     (["optim.lr_schedule=linear"], "lr_schedule"),
@@ -106,7 +107,10 @@ def test_stage2_synthfaces_clips_take_the_clip_light_setting(clip_light: str, li
 
 def test_stage1_run_writes_logs_images_checkpoints_and_loadable_weights(tmp_path: Path) -> None:
     config = _config(tmp_path, "run", "optim.max_steps=6")
-    final = Trainer(config).train()
+    trainer = Trainer(config)
+    assert trainer.objective.sigma_max is None  # unbounded confidence maps, as released
+    assert Trainer(_config(tmp_path, "cap", "loss.sigma_max=0.1")).objective.sigma_max == 0.1
+    final = trainer.train()
     run = tmp_path / "run"
     assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3, 4, 5, 6]
     assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-00000004", "step-00000006"]

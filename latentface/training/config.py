@@ -110,6 +110,10 @@ class LossConfig:
         lam_perc: weight of the perceptual terms; 0 turns them off and needs no VGG16 (a deviation for quick CPU
             runs, not the paper's recipe).
         lam_depth_sm: weight of Unsup3D's optional depth smoothness term (0 for faces, as released).
+        sigma_max: Stage 1: None leaves the confidence maps unbounded, as released; a number caps both maps (pixel
+            and perceptual) at it before they weight the terms (a deviation), so the confidence network cannot
+            give up on the regions it finds hard (eyes and mouth, where the expression is) by declaring them
+            uncertain.
         perceptual_net: ``"vgg16"`` (relu3_3, as released) or ``"onet"`` (MTCNN's O-Net up to prelu3, a face
             network whose weights ship with facenet-pytorch, the ``face`` extra: no download; a deviation).
         perceptual_weights: VGG16 only: ``"imagenet"`` (timm ``vgg16.tv_in1k`` from the Hub), a local VGG16 state
@@ -127,6 +131,7 @@ class LossConfig:
     lam_flip_start_epoch: int = 0
     lam_perc: float = 1.0
     lam_depth_sm: float = 0.0
+    sigma_max: float | None = None
     perceptual_net: str = "vgg16"
     perceptual_weights: str = "imagenet"
     rdm_snr_gamma: float | None = None
@@ -214,6 +219,8 @@ class TrainConfig:
             raise ValueError(f"optim.lr_schedule must be one of {LR_SCHEDULES}, got {self.optim.lr_schedule!r}")
         if self.loss.perceptual_net not in PERCEPTUAL_NETS:
             raise ValueError(f"loss.perceptual_net must be one of {PERCEPTUAL_NETS}, got {self.loss.perceptual_net!r}")
+        if self.loss.sigma_max is not None and not self.loss.sigma_max > 0:
+            raise ValueError(f"loss.sigma_max must be positive or none, got {self.loss.sigma_max}")
         if self.loss.rdm_snr_gamma is not None and not self.loss.rdm_snr_gamma > 0:
             raise ValueError(f"loss.rdm_snr_gamma must be positive or none, got {self.loss.rdm_snr_gamma}")
         if self.loss.rdm_target_gap < 0:

@@ -37,8 +37,8 @@ class ReconstructionLosses:
     rendering: Rendering
 
 
-def reconstruction_losses(model: LatentFace, images: Tensor, codes: FaceCodes,
-                          perceptual: PerceptualLoss | None) -> ReconstructionLosses:
+def reconstruction_losses(model: LatentFace, images: Tensor, codes: FaceCodes, perceptual: PerceptualLoss | None,
+                          sigma_max: float | None = None) -> ReconstructionLosses:
     """Render `codes` in the input view with and without the flip and score both branches against `images`.
 
     The reconstructions are set to mid-grey outside the mask valid in both branches (that mask carries no
@@ -49,12 +49,15 @@ def reconstruction_losses(model: LatentFace, images: Tensor, codes: FaceCodes,
         images: (B, 3, S, S) targets in [0, 1].
         codes: the factors to render (usually ``model.encode_batch(images)``).
         perceptual: the perceptual loss, or None to skip it (its terms are then zero).
+        sigma_max: cap on both confidence maps (None: unbounded, as Unsup3D).
     """
     b = len(images)
     rendering = model.render(codes, view="input", flip=True)
     mask = rendering.mask[:, None].to(images.dtype)
     recon = (rendering.image - 0.5) * mask + 0.5
     sigma_pixel, sigma_perceptual = model.confidence_net(images * 2 - 1)
+    if sigma_max is not None:
+        sigma_pixel, sigma_perceptual = sigma_pixel.clamp(max=sigma_max), sigma_perceptual.clamp(max=sigma_max)
     l1 = photometric_loss(recon[:b], images, mask[:b], sigma_pixel[:, :1])
     l1_flip = photometric_loss(recon[b:], images, mask[b:], sigma_pixel[:, 1:])
     if perceptual is None:
@@ -84,10 +87,11 @@ class Stage1Objective(nn.Module):
         lam_flip: weight of the flipped branch.
         lam_perc: weight of the perceptual terms.
         lam_depth_sm: weight of the depth smoothness term.
+        sigma_max: cap on the confidence maps (None: unbounded, as Unsup3D; see `reconstruction_losses`).
     """
 
     def __init__(self, model: LatentFace, perceptual: PerceptualLoss | None, lam_flip: float = 0.5,
-                 lam_perc: float = 1.0, lam_depth_sm: float = 0.0) -> None:
+                 lam_perc: float = 1.0, lam_depth_sm: float = 0.0, sigma_max: float | None = None) -> None:
         super().__init__()
         if perceptual is None and lam_perc != 0:
             raise ValueError("a perceptual loss is needed unless lam_perc is 0")
@@ -96,12 +100,13 @@ class Stage1Objective(nn.Module):
         self.lam_flip = lam_flip
         self.lam_perc = lam_perc
         self.lam_depth_sm = lam_depth_sm
+        self.sigma_max = sigma_max
 
     def forward(self, images: Tensor, lam_flip: float | None = None) -> Stage1Output:
         """Loss of a (B, 3, S, S) batch in [0, 1] on the model's device; `lam_flip` overrides the default."""
         lam_flip = self.lam_flip if lam_flip is None else lam_flip
         codes = self.model.encode_batch(images)
-        rec = reconstruction_losses(self.model, images, codes, self.perceptual)
+        rec = reconstruction_losses(self.model, images, codes, self.perceptual, self.sigma_max)
         smooth = self._depth_smoothness(rec.rendering.canonical_depth[: len(images)])
         loss = (rec.l1 + lam_flip * rec.l1_flip + self.lam_perc * (rec.perceptual + lam_flip * rec.perceptual_flip)
                 + self.lam_depth_sm * smooth)

@@ -150,7 +150,7 @@ class Trainer:
             if config.loss.lam_perc == 0:  # its confidence head gets no gradient (DDP requires every one to)
                 model.confidence_net.head_perceptual.requires_grad_(False)
             objective: nn.Module = Stage1Objective(model, perceptual, config.loss.lam_flip, config.loss.lam_perc,
-                                                   config.loss.lam_depth_sm)
+                                                   config.loss.lam_depth_sm, config.loss.sigma_max)
         else:
             objective = Stage2Objective(model, config.loss.rdm_snr_gamma, config.loss.rdm_target_gap)
         self.dataset: Dataset = build_dataset(config.data, config.stage, model.config.image_size)
