@@ -51,7 +51,7 @@ def run(cmd: list[str]) -> None:
 
 
 PHASES = ("stage1", "stage1_narrow", "stage1_tight", "stage1_decay", "stage1_texshape", "stage1_texshape_decay",
-          "stage1_light", "stage1_light_decay", "stage2")
+          "stage1_light", "stage1_light_decay", "stage1_confidence", "stage2")
 """Training phases in order, each started from the previous one's final weights (configs/synthfaces_tiny_*.toml)."""
 
 
