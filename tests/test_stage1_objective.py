@@ -145,6 +145,7 @@ def test_sigma_max_caps_both_confidence_maps(sigma_max: float | None) -> None:
     torch.testing.assert_close(got.l1, photometric_loss(recon[:2], x, mask[:2], sigma_pixel[:, :1]))
     torch.testing.assert_close(got.l1_flip, photometric_loss(recon[2:], x, mask[2:], sigma_pixel[:, 1:]))
     torch.testing.assert_close(got.perceptual, perceptual(recon[:2], x, mask[:2], sigma_perceptual[:, :1]))
+    torch.testing.assert_close(got.perceptual_flip, perceptual(recon[2:], x, mask[2:], sigma_perceptual[:, 1:]))
     uncapped = reconstruction_losses(model, x, codes, perceptual)
     assert (got.l1 == uncapped.l1) == (sigma_max != 0.5)
     objective = Stage1Objective(model, perceptual, sigma_max=sigma_max)
